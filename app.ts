@@ -1,0 +1,103 @@
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import config, { type ConfigPluginOptions } from './plugins/config.js'
+import cors from './plugins/cors.js'
+import devIssuer from './plugins/dev-issuer.js'
+import auth from './plugins/auth.js'
+import protectedResourceMetadata from './plugins/protected-resource-metadata.js'
+import alphaVantage from './plugins/alpha-vantage.js'
+import mcp from './plugins/mcp.js'
+import healthRoutes from './routes/health.js'
+import newsSentimentTool from './tools/news-sentiment.js'
+
+// app.ts runs from the project root under tests and from dist/ in production.
+const pkgUrl = import.meta.url.includes('/dist/') ? new URL('../package.json', import.meta.url) : new URL('./package.json', import.meta.url)
+const pkg = JSON.parse(readFileSync(pkgUrl, 'utf8')) as { name: string, version: string }
+
+export type AppOptions = ConfigPluginOptions
+
+/** Server options for `fastify start --options`: secrets never reach a log line. */
+export const options: FastifyServerOptions = {
+  logger: {
+    redact: {
+      paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'apiKey', 'token'],
+      censor: '[redacted]'
+    }
+  },
+  routerOptions: { ignoreTrailingSlash: true },
+  // Ids for log correlation; a client-sent id would let callers forge log lines.
+  requestIdHeader: false,
+  return503OnClosing: true
+}
+
+/**
+ * The root plugin: config first, then the building blocks with options taken
+ * from the config, then routes and tools. No listen(): fastify-cli (or the
+ * embedding app) owns the server.
+ */
+export default async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
+  await fastify.register(config, { env: opts.env })
+  const { config: cfg } = fastify
+
+  await fastify.register(cors, { origins: cfg.mcp.allowedOrigins })
+
+  let issuers = cfg.auth.issuers
+  if (cfg.auth.mode === 'development') {
+    const issuer = `${new URL(cfg.resource.resource).origin}/dev-issuer`
+    issuers = [issuer]
+    await fastify.register(devIssuer, {
+      issuer,
+      audience: cfg.auth.audiences,
+      scopes: cfg.auth.requiredScopes,
+      production: cfg.production
+    })
+  }
+  const authorizationServers = cfg.resource.authorizationServers.length > 0 ? cfg.resource.authorizationServers : issuers
+
+  await fastify.register(auth, {
+    issuers,
+    audiences: cfg.auth.audiences,
+    ...(cfg.auth.jwksUri !== undefined ? { jwksUri: cfg.auth.jwksUri } : { jwks: fastify.devIssuer.jwks }),
+    requiredScopes: cfg.auth.requiredScopes,
+    algorithms: cfg.auth.algorithms,
+    clockToleranceSec: cfg.auth.clockToleranceSec,
+    jwksTimeoutMs: cfg.auth.jwksTimeoutMs,
+    jwksCooldownMs: cfg.auth.jwksCooldownMs,
+    jwksRefreshMs: cfg.auth.jwksRefreshMs,
+    tokenCacheSize: cfg.auth.tokenCacheSize,
+    resourceMetadataUrl: cfg.resource.metadataUrl
+  })
+
+  await fastify.register(protectedResourceMetadata, {
+    resource: cfg.resource.resource,
+    authorizationServers,
+    scopesSupported: cfg.resource.scopesSupported,
+    resourceName: cfg.resource.resourceName,
+    resourceDocumentation: cfg.resource.resourceDocumentation,
+    extra: cfg.resource.extra,
+    paths: [new URL(cfg.resource.metadataUrl).pathname, '/.well-known/oauth-protected-resource/mcp']
+  })
+
+  await fastify.register(alphaVantage, {
+    baseUrl: cfg.alphaVantage.baseUrl,
+    apiKey: cfg.alphaVantage.apiKey,
+    timeoutMs: cfg.alphaVantage.timeoutMs,
+    maxConnections: cfg.alphaVantage.maxConnections,
+    usingDemoKey: cfg.alphaVantage.usingDemoKey
+  })
+
+  await fastify.register(mcp, {
+    path: '/mcp',
+    serverInfo: { name: pkg.name, version: pkg.version, title: 'Finance news sentiment' },
+    instructions: 'Financial news with sentiment scores from Alpha Vantage. Call get_news_sentiment with a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR).',
+    allowedOrigins: cfg.mcp.allowedOrigins,
+    sessionIdleTtlMs: cfg.mcp.sessionIdleTtlMs,
+    maxSessions: cfg.mcp.maxSessions,
+    maxSessionsPerSubject: cfg.mcp.maxSessionsPerSubject,
+    stateless: cfg.mcp.stateless,
+    bodyLimit: cfg.mcp.bodyLimit
+  })
+
+  await fastify.register(healthRoutes)
+  await fastify.register(newsSentimentTool)
+}

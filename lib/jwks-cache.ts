@@ -1,0 +1,159 @@
+import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet } from 'jose'
+import { request, type Dispatcher } from 'undici'
+import type { FastifyBaseLogger } from 'fastify'
+
+/** The key lookup jose's `jwtVerify` calls with the token's protected header. */
+export type KeyLookup = (...args: Parameters<ReturnType<typeof createLocalJWKSet>>) => ReturnType<ReturnType<typeof createLocalJWKSet>>
+
+/** No keys could be had from the issuer: the token may well be good, so this is not a 401 (retry later). */
+export class JwksUnavailableError extends Error {
+  code = 'ERR_JWKS_UNAVAILABLE'
+  constructor (readonly retryAfterSec: number, cause?: unknown) {
+    super('the authorization server\'s signing keys are unavailable', { cause })
+    this.name = 'JwksUnavailableError'
+  }
+}
+
+export interface JwksCacheOptions {
+  uri: string
+  /** Whole-fetch deadline (connect, headers and body). */
+  timeoutMs: number
+  /** Minimum time between two fetches, whatever triggers them (unknown kid, failures). */
+  cooldownMs: number
+  /** Background refresh period: keys rotate without a request ever waiting on a fetch. */
+  refreshMs: number
+  /** A JWKS is a few kilobytes; anything near this is hostile or broken. */
+  maxBytes?: number
+  dispatcher?: Dispatcher
+  log?: FastifyBaseLogger
+}
+
+type LocalSet = ReturnType<typeof createLocalJWKSet>
+
+/**
+ * The issuer's JWKS, fetched at start and refreshed in the background.
+ *
+ * Unlike jose's `createRemoteJWKSet`, a failed refresh never drops keys that
+ * were good (an unreachable issuer does not lock out holders of valid tokens),
+ * fetches are bounded in time and size, and "no keys at all" is told apart
+ * from "no matching key" so the auth layer can answer 503 rather than 401.
+ */
+export class JwksCache {
+  #local: LocalSet | undefined
+  #inflight: Promise<void> | undefined
+  #lastAttempt = 0
+  #timer: NodeJS.Timeout | undefined
+  readonly #opts: Required<Omit<JwksCacheOptions, 'dispatcher' | 'log'>> & Pick<JwksCacheOptions, 'dispatcher' | 'log'>
+  /** Fetches attempted so far: lets tests and metrics see that refetching is bounded. */
+  fetches = 0
+  lastError: Error | undefined
+  keysLoadedAt: number | undefined
+
+  constructor (opts: JwksCacheOptions) {
+    this.#opts = { maxBytes: 512 * 1024, ...opts }
+  }
+
+  get ready (): boolean {
+    return this.#local !== undefined
+  }
+
+  /** First fetch plus the background refresh. Never throws: an issuer that is down at boot must not stop the server. */
+  start (): Promise<void> {
+    this.#timer = setInterval(() => { this.refresh().catch(() => {}) }, this.#opts.refreshMs)
+    this.#timer.unref()
+    return this.refresh().catch(() => {})
+  }
+
+  close (): void {
+    clearInterval(this.#timer)
+  }
+
+  /** One fetch at a time: concurrent callers share it. */
+  refresh (): Promise<void> {
+    this.#inflight ??= this.#fetch().finally(() => { this.#inflight = undefined })
+    return this.#inflight
+  }
+
+  #coolingDown (): boolean {
+    return Date.now() - this.#lastAttempt < this.#opts.cooldownMs
+  }
+
+  #retryAfterSec (): number {
+    return Math.max(1, Math.ceil((this.#lastAttempt + this.#opts.cooldownMs - Date.now()) / 1000))
+  }
+
+  async #fetch (): Promise<void> {
+    this.#lastAttempt = Date.now()
+    this.fetches++
+    try {
+      const jwks = await this.#download()
+      this.#local = createLocalJWKSet(jwks)
+      this.keysLoadedAt = Date.now()
+      this.lastError = undefined
+    } catch (err) {
+      this.lastError = err as Error
+      this.#opts.log?.warn({ jwksUri: this.#opts.uri, err: { message: (err as Error).message } }, 'JWKS fetch failed; keeping the keys already held')
+      throw err
+    }
+  }
+
+  async #download (): Promise<JSONWebKeySet> {
+    const { uri, timeoutMs, maxBytes, dispatcher } = this.#opts
+    const signal = AbortSignal.timeout(timeoutMs)
+    const res = await request(uri, {
+      method: 'GET',
+      headers: { accept: 'application/json, application/jwk-set+json' },
+      signal,
+      dispatcher
+    })
+    if (res.statusCode !== 200) {
+      await res.body.dump()
+      throw new Error(`JWKS endpoint answered HTTP ${res.statusCode}`)
+    }
+    const declared = Number(res.headers['content-length'])
+    if (declared > maxBytes) {
+      await res.body.dump()
+      throw new Error(`JWKS larger than ${maxBytes} bytes`)
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length
+      if (size > maxBytes) {
+        res.body.destroy()
+        throw new Error(`JWKS larger than ${maxBytes} bytes`)
+      }
+      chunks.push(chunk as Buffer)
+    }
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+    } catch {
+      throw new Error('JWKS is not valid JSON')
+    }
+    if (parsed === null || typeof parsed !== 'object' || !Array.isArray((parsed as JSONWebKeySet).keys)) {
+      throw new Error('JWKS has no "keys" array')
+    }
+    return parsed as JSONWebKeySet
+  }
+
+  /** The key lookup for jose: a miss refetches (rotation) unless a fetch happened within the cooldown. */
+  readonly getKey: KeyLookup = async (header, token) => {
+    if (this.#local === undefined) {
+      if (!this.#coolingDown()) await this.refresh().catch(() => {})
+      if (this.#local === undefined) throw new JwksUnavailableError(this.#retryAfterSec(), this.lastError)
+    }
+    try {
+      return await this.#local(header, token)
+    } catch (err) {
+      if (!(err instanceof joseErrors.JWKSNoMatchingKey) || this.#coolingDown()) throw err
+      await this.refresh().catch(() => {})
+      return await this.#local(header, token)
+    }
+  }
+}
+
+/** Keys held in memory (the development issuer, or a developer's own). */
+export function localKeyLookup (jwks: JSONWebKeySet): KeyLookup {
+  return createLocalJWKSet(jwks)
+}

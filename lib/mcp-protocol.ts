@@ -1,0 +1,200 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
+import type { AuthContext } from './access-token-verifier.js'
+import { ToolError, type CallToolResult, type ToolContext, type ToolRegistry } from './mcp-tools.js'
+
+/** JSON-RPC 2.0 error codes (JSON-RPC §5.1) and the MCP ones. */
+export const RpcError = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  /** Transport-level refusals (the SDK's ConnectionClosed code, used the same way by its transport). */
+  ServerError: -32000,
+  SessionNotFound: -32001
+} as const
+
+/** The versions this server speaks, newest first. */
+export const PROTOCOL_VERSIONS: readonly string[] = SUPPORTED_PROTOCOL_VERSIONS.filter(v => v >= '2024-11-05')
+/** MCP transports "Protocol Version Header": without the header, assume 2025-03-26. */
+export const DEFAULT_HTTP_PROTOCOL_VERSION = '2025-03-26'
+
+export type RequestId = string | number
+
+export interface JsonRpcRequest {
+  jsonrpc: '2.0'
+  id: RequestId
+  method: string
+  params?: Record<string, unknown>
+}
+
+export interface JsonRpcNotification {
+  jsonrpc: '2.0'
+  method: string
+  params?: Record<string, unknown>
+}
+
+export interface JsonRpcResponse {
+  jsonrpc: '2.0'
+  id: RequestId | null
+  result?: unknown
+  error?: { code: number, message: string, data?: unknown }
+}
+
+export type MessageKind = 'request' | 'notification' | 'response' | 'invalid'
+
+function isObject (value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+}
+
+/** Sorts a parsed body element by its JSON-RPC 2.0 shape (§4, §5) without allocating. */
+export function classify (msg: unknown): MessageKind {
+  if (!isObject(msg) || msg.jsonrpc !== '2.0') return 'invalid'
+  const { id, method, params } = msg
+  if (params !== undefined && !isObject(params)) return 'invalid' // MCP params are always objects
+  if (typeof method === 'string') {
+    if (id === undefined) return 'notification'
+    // MCP forbids null ids (basic protocol "Requests").
+    return (typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id))) ? 'request' : 'invalid'
+  }
+  if (method === undefined && (typeof id === 'string' || typeof id === 'number') && ('result' in msg || 'error' in msg)) return 'response'
+  return 'invalid'
+}
+
+export function rpcError (id: RequestId | null, code: number, message: string, data?: unknown): JsonRpcResponse {
+  return data === undefined
+    ? { jsonrpc: '2.0', id, error: { code, message } }
+    : { jsonrpc: '2.0', id, error: { code, message, data } }
+}
+
+export class RpcFailure extends Error {
+  constructor (readonly code: number, message: string, readonly data?: unknown) {
+    super(message)
+  }
+}
+
+export interface ServerInfo {
+  name: string
+  version: string
+  title?: string
+}
+
+export interface DispatchScope {
+  auth: AuthContext | null
+  sessionId: string | undefined
+  protocolVersion: string
+  log: FastifyBaseLogger
+  /** Aborts the work of this request (client cancel, session end, disconnect). */
+  signal: AbortSignal
+  /** Present when the answer can stream: sends a notification before the response. */
+  notify: ((notification: JsonRpcNotification) => void) | undefined
+}
+
+function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: string }>): string {
+  return issues.map(i => `${i.path.length > 0 ? i.path.map(String).join('.') : '(arguments)'}: ${i.message}`).join('; ')
+}
+
+/**
+ * The server side of MCP's base protocol and tools feature, one instance for
+ * the whole server: it keeps no per-session state, so sessions cost only
+ * their entry in the session store.
+ */
+export class McpProtocol {
+  readonly #registry: ToolRegistry
+  readonly #serverInfo: ServerInfo
+  readonly #instructions: string | undefined
+
+  constructor (opts: { registry: ToolRegistry, serverInfo: ServerInfo, instructions?: string }) {
+    this.#registry = opts.registry
+    this.#serverInfo = opts.serverInfo
+    this.#instructions = opts.instructions
+  }
+
+  /** MCP lifecycle "Version Negotiation": the client's version if we speak it, else our latest. */
+  initialize (params: Record<string, unknown> | undefined): { protocolVersion: string, clientInfo: { name?: string, version?: string } | undefined, result: Record<string, unknown> } {
+    const requested = params?.protocolVersion
+    if (typeof requested !== 'string') throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: initialize needs a protocolVersion string')
+    if (params?.capabilities !== undefined && !isObject(params.capabilities)) throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: capabilities must be an object')
+    const clientInfo = isObject(params?.clientInfo) ? params.clientInfo as { name?: string, version?: string } : undefined
+    const protocolVersion = PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION
+    return {
+      protocolVersion,
+      clientInfo,
+      result: {
+        protocolVersion,
+        capabilities: { tools: { listChanged: false } },
+        serverInfo: this.#serverInfo,
+        ...(this.#instructions !== undefined && { instructions: this.#instructions })
+      }
+    }
+  }
+
+  /** Answers one request. Never rejects: every failure becomes a JSON-RPC error response. */
+  async handle (msg: JsonRpcRequest, scope: DispatchScope): Promise<JsonRpcResponse> {
+    try {
+      return { jsonrpc: '2.0', id: msg.id, result: await this.#dispatch(msg, scope) }
+    } catch (err) {
+      if (err instanceof RpcFailure) return rpcError(msg.id, err.code, err.message, err.data)
+      scope.log.error({ err, method: msg.method }, 'MCP request failed')
+      return rpcError(msg.id, RpcError.InternalError, 'Internal error')
+    }
+  }
+
+  #dispatch (msg: JsonRpcRequest, scope: DispatchScope): unknown {
+    switch (msg.method) {
+      case 'tools/call': return this.#callTool(msg, scope)
+      case 'tools/list': return this.#registry.list()
+      case 'ping': return {}
+      case 'initialize':
+        // Only valid as the first message of a session, which the transport handles.
+        throw new RpcFailure(RpcError.InvalidRequest, 'Invalid Request: initialize must be sent alone, without a session')
+      default:
+        throw new RpcFailure(RpcError.MethodNotFound, `Method not found: ${msg.method}`)
+    }
+  }
+
+  async #callTool (msg: JsonRpcRequest, scope: DispatchScope): Promise<CallToolResult> {
+    const params = msg.params
+    const name = params?.name
+    if (typeof name !== 'string') throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: tools/call needs a tool name')
+    const tool = this.#registry.get(name)
+    // MCP tools "Error Handling": an unknown tool is a protocol error.
+    if (tool === undefined) throw new RpcFailure(RpcError.InvalidParams, `Unknown tool: ${name}`)
+    const args = params?.arguments ?? {}
+    if (!isObject(args)) throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: arguments must be an object')
+
+    const parsed = tool.inputSchema.safeParse(args)
+    if (!parsed.success) {
+      const message = `Invalid arguments for tool ${name}: ${formatIssues(parsed.error.issues)}`
+      // 2025-11-25 (SEP-1303) makes input validation errors tool execution
+      // errors, so the model can correct itself; earlier versions say -32602.
+      if (scope.protocolVersion >= '2025-11-25') return { content: [{ type: 'text', text: message }], isError: true }
+      throw new RpcFailure(RpcError.InvalidParams, message)
+    }
+
+    const meta = params?._meta as { progressToken?: unknown } | undefined
+    const progressToken = meta?.progressToken
+    const notify = scope.notify
+    const ctx: ToolContext = {
+      auth: scope.auth,
+      signal: scope.signal,
+      sessionId: scope.sessionId,
+      log: scope.log,
+      sendProgress: notify !== undefined && (typeof progressToken === 'string' || typeof progressToken === 'number')
+        ? (progress, total, message) => notify({
+            jsonrpc: '2.0',
+            method: 'notifications/progress',
+            params: { progressToken, progress, ...(total !== undefined && { total }), ...(message !== undefined && { message }) }
+          })
+        : () => {}
+    }
+    try {
+      return await tool.handler(parsed.data, ctx)
+    } catch (err) {
+      if (err instanceof ToolError) return { content: [{ type: 'text', text: err.message }], isError: true }
+      scope.log.error({ err, tool: name }, 'tool failed')
+      return { content: [{ type: 'text', text: `The tool ${name} failed unexpectedly; try again later.` }], isError: true }
+    }
+  }
+}

@@ -1,0 +1,139 @@
+import { randomBytes } from 'node:crypto'
+import type { ServerResponse } from 'node:http'
+
+export interface McpSession {
+  /** 192 bits from the CSPRNG, base64url: visible ASCII as MCP transports "Session Management" requires. */
+  readonly id: string
+  /** The token subject that opened it: only that subject may use it. */
+  readonly subject: string
+  readonly protocolVersion: string
+  readonly clientInfo: { name?: string, version?: string } | undefined
+  readonly createdAt: number
+  lastSeen: number
+  /** The standalone GET stream, when the client opened one. */
+  stream: ServerResponse | undefined
+  /** Requests in flight, by JSON-RPC id, for notifications/cancelled. Created on first use. */
+  inflight: Map<string | number, AbortController> | undefined
+}
+
+export interface SessionStoreOptions {
+  idleTtlMs: number
+  maxSessions: number
+  maxSessionsPerSubject: number
+  /** Called for every session that ends, however it ends. */
+  onEnd?: (session: McpSession, reason: SessionEndReason) => void
+}
+
+export type SessionEndReason = 'deleted' | 'expired' | 'evicted' | 'shutdown'
+
+export class SessionLimitError extends Error {
+  constructor () {
+    super('the server holds as many sessions as it can; retry later')
+    this.name = 'SessionLimitError'
+  }
+}
+
+/**
+ * Sessions in memory, bounded in total and per subject, expired when idle by
+ * one sweep (no timer per session: 10,000 idle sessions stay cheap).
+ */
+export class SessionStore {
+  readonly #sessions = new Map<string, McpSession>()
+  /** Per subject, its sessions in least-recently-opened order. */
+  readonly #bySubject = new Map<string, Set<string>>()
+  readonly #opts: SessionStoreOptions
+  #sweeper: NodeJS.Timeout | undefined
+
+  constructor (opts: SessionStoreOptions) {
+    this.#opts = opts
+    const every = Math.max(1000, Math.min(60_000, Math.floor(opts.idleTtlMs / 4)))
+    this.#sweeper = setInterval(() => this.sweep(), every)
+    this.#sweeper.unref()
+  }
+
+  get size (): number {
+    return this.#sessions.size
+  }
+
+  /**
+   * Opens a session. A subject at its cap loses its own oldest session (a
+   * flood from one subject never evicts another's); a full server refuses.
+   */
+  create (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo'], now = Date.now()): McpSession {
+    let own = this.#bySubject.get(subject)
+    if (own !== undefined && own.size >= this.#opts.maxSessionsPerSubject) {
+      this.end(own.values().next().value as string, 'evicted')
+    }
+    if (this.#sessions.size >= this.#opts.maxSessions) {
+      this.sweep(now)
+      if (this.#sessions.size >= this.#opts.maxSessions) throw new SessionLimitError()
+    }
+    const session: McpSession = {
+      id: randomBytes(24).toString('base64url'),
+      subject,
+      protocolVersion,
+      clientInfo,
+      createdAt: now,
+      lastSeen: now,
+      stream: undefined,
+      inflight: undefined
+    }
+    this.#sessions.set(session.id, session)
+    own = this.#bySubject.get(subject)
+    if (own === undefined) {
+      own = new Set()
+      this.#bySubject.set(subject, own)
+    }
+    own.add(session.id)
+    return session
+  }
+
+  /** The live session with this id, refreshed; undefined when unknown or expired. */
+  touch (id: string, now = Date.now()): McpSession | undefined {
+    const session = this.#sessions.get(id)
+    if (session === undefined) return undefined
+    if (now - session.lastSeen > this.#opts.idleTtlMs && session.stream === undefined) {
+      this.end(id, 'expired')
+      return undefined
+    }
+    session.lastSeen = now
+    return session
+  }
+
+  end (id: string, reason: SessionEndReason): boolean {
+    const session = this.#sessions.get(id)
+    if (session === undefined) return false
+    this.#sessions.delete(id)
+    const own = this.#bySubject.get(session.subject)
+    own?.delete(id)
+    if (own?.size === 0) this.#bySubject.delete(session.subject)
+    if (session.inflight !== undefined) for (const controller of session.inflight.values()) controller.abort()
+    this.#opts.onEnd?.(session, reason)
+    return true
+  }
+
+  /** Ends sessions idle past the TTL. A session holding an open stream is not idle. */
+  sweep (now = Date.now()): number {
+    let ended = 0
+    for (const session of this.#sessions.values()) {
+      if (now - session.lastSeen > this.#opts.idleTtlMs && session.stream === undefined) {
+        this.end(session.id, 'expired')
+        ended++
+      }
+    }
+    return ended
+  }
+
+  countFor (subject: string): number {
+    return this.#bySubject.get(subject)?.size ?? 0
+  }
+
+  values (): IterableIterator<McpSession> {
+    return this.#sessions.values()
+  }
+
+  close (): void {
+    clearInterval(this.#sweeper)
+    for (const id of [...this.#sessions.keys()]) this.end(id, 'shutdown')
+  }
+}

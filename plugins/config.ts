@@ -1,0 +1,392 @@
+import fp from 'fastify-plugin'
+import envSchema from 'env-schema'
+import type { FastifyInstance } from 'fastify'
+
+/**
+ * Configuration from the environment.
+ *
+ * The variable names of the ScaleKit MCP tutorial's .env work as they are
+ * (including its misspelt SCALEKIT_RESOUCE_NAME / SCALEKIT_RESOUCE_DOCS_URL);
+ * the generic AUTH_* overrides make any OAuth 2.1 issuer work. Everything the
+ * rest of the app needs is derived here, once, into a typed `AppConfig`: no
+ * other module reads the environment.
+ */
+
+export const ALPHA_VANTAGE_QUERY_URL = 'https://www.alphavantage.co/query'
+export const ALPHA_VANTAGE_DEMO_KEY = 'demo'
+export const DEFAULT_REQUIRED_SCOPE = 'news:read'
+/** Asymmetric algorithms only: a shared-secret (HS*) algorithm would let anyone holding the public key forge tokens. */
+export const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const
+
+const schema = {
+  type: 'object',
+  properties: {
+    NODE_ENV: { type: 'string', default: 'development' },
+    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 10000 },
+
+    ALPHA_VANTAGE_API_KEY: { type: 'string' },
+    ALPHA_VANTAGE_BASE_URL: { type: 'string', default: ALPHA_VANTAGE_QUERY_URL },
+    ALPHA_VANTAGE_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 120000, default: 10000 },
+    ALPHA_VANTAGE_MAX_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 256, default: 8 },
+
+    SCALEKIT_ENVIRONMENT_URL: { type: 'string' },
+    SCALEKIT_CLIENT_ID: { type: 'string' },
+    SCALEKIT_CLIENT_SECRET: { type: 'string' },
+    SCALEKIT_RESOURCE_METADATA_URL: { type: 'string' },
+    SCALEKIT_AUTHORIZATION_SERVERS: { type: 'string' },
+    SCALEKIT_AUDIENCE_NAME: { type: 'string' },
+    SCALEKIT_RESOURCE_NAME: { type: 'string' },
+    SCALEKIT_RESOUCE_NAME: { type: 'string' },
+    SCALEKIT_RESOURCE_DOCS_URL: { type: 'string' },
+    SCALEKIT_RESOUCE_DOCS_URL: { type: 'string' },
+    METADATA_JSON_RESPONSE: { type: 'string' },
+
+    MCP_RESOURCE: { type: 'string' },
+    AUTH_ISSUERS: { type: 'string' },
+    AUTH_JWKS_URI: { type: 'string' },
+    AUTH_AUDIENCES: { type: 'string' },
+    AUTH_REQUIRED_SCOPES: { type: 'string', default: DEFAULT_REQUIRED_SCOPE },
+    AUTH_ALGORITHMS: { type: 'string', default: 'RS256,ES256' },
+    AUTH_CLOCK_TOLERANCE_SEC: { type: 'integer', minimum: 0, maximum: 300, default: 10 },
+    AUTH_JWKS_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 5000 },
+    AUTH_JWKS_COOLDOWN_SEC: { type: 'integer', minimum: 0, maximum: 3600, default: 30 },
+    AUTH_JWKS_REFRESH_SEC: { type: 'integer', minimum: 10, maximum: 86400, default: 600 },
+    AUTH_TOKEN_CACHE_SIZE: { type: 'integer', minimum: 0, maximum: 1000000, default: 10000 },
+
+    ALLOWED_ORIGINS: { type: 'string' },
+    MCP_SESSION_IDLE_TTL_SEC: { type: 'integer', minimum: 1, maximum: 86400, default: 900 },
+    MCP_MAX_SESSIONS: { type: 'integer', minimum: 1, maximum: 1000000, default: 20000 },
+    MCP_MAX_SESSIONS_PER_SUBJECT: { type: 'integer', minimum: 1, maximum: 1000000, default: 100 },
+    MCP_STATELESS: { type: 'boolean', default: false },
+    MCP_BODY_LIMIT: { type: 'integer', minimum: 1024, maximum: 67108864, default: 1048576 }
+  }
+} as const
+
+interface RawEnv {
+  NODE_ENV: string
+  PORT: number
+  ALPHA_VANTAGE_API_KEY?: string
+  ALPHA_VANTAGE_BASE_URL: string
+  ALPHA_VANTAGE_TIMEOUT_MS: number
+  ALPHA_VANTAGE_MAX_CONNECTIONS: number
+  SCALEKIT_ENVIRONMENT_URL?: string
+  SCALEKIT_CLIENT_ID?: string
+  SCALEKIT_CLIENT_SECRET?: string
+  SCALEKIT_RESOURCE_METADATA_URL?: string
+  SCALEKIT_AUTHORIZATION_SERVERS?: string
+  SCALEKIT_AUDIENCE_NAME?: string
+  SCALEKIT_RESOURCE_NAME?: string
+  SCALEKIT_RESOUCE_NAME?: string
+  SCALEKIT_RESOURCE_DOCS_URL?: string
+  SCALEKIT_RESOUCE_DOCS_URL?: string
+  METADATA_JSON_RESPONSE?: string
+  MCP_RESOURCE?: string
+  AUTH_ISSUERS?: string
+  AUTH_JWKS_URI?: string
+  AUTH_AUDIENCES?: string
+  AUTH_REQUIRED_SCOPES: string
+  AUTH_ALGORITHMS: string
+  AUTH_CLOCK_TOLERANCE_SEC: number
+  AUTH_JWKS_TIMEOUT_MS: number
+  AUTH_JWKS_COOLDOWN_SEC: number
+  AUTH_JWKS_REFRESH_SEC: number
+  AUTH_TOKEN_CACHE_SIZE: number
+  ALLOWED_ORIGINS?: string
+  MCP_SESSION_IDLE_TTL_SEC: number
+  MCP_MAX_SESSIONS: number
+  MCP_MAX_SESSIONS_PER_SUBJECT: number
+  MCP_STATELESS: boolean
+  MCP_BODY_LIMIT: number
+}
+
+export interface AppConfig {
+  production: boolean
+  port: number
+  alphaVantage: {
+    apiKey: string
+    usingDemoKey: boolean
+    baseUrl: string
+    timeoutMs: number
+    maxConnections: number
+  }
+  auth: {
+    /** `development`: no issuer configured, the built-in development issuer signs tokens. */
+    mode: 'issuer' | 'development'
+    issuers: string[]
+    audiences: string[]
+    /** Absent in development mode, where the development issuer supplies its keys directly. */
+    jwksUri?: string
+    requiredScopes: string[]
+    algorithms: string[]
+    clockToleranceSec: number
+    jwksTimeoutMs: number
+    jwksCooldownMs: number
+    jwksRefreshMs: number
+    tokenCacheSize: number
+    clientId?: string
+  }
+  resource: {
+    /** The protected resource identifier (RFC 9728 §2 `resource`, RFC 8707 audience), exactly as configured. */
+    resource: string
+    metadataUrl: string
+    authorizationServers: string[]
+    scopesSupported: string[]
+    resourceName?: string
+    resourceDocumentation?: string
+    /** Extra members from METADATA_JSON_RESPONSE, published as they are. */
+    extra: Record<string, unknown>
+  }
+  mcp: {
+    allowedOrigins: string[]
+    sessionIdleTtlMs: number
+    maxSessions: number
+    maxSessionsPerSubject: number
+    stateless: boolean
+    bodyLimit: number
+  }
+}
+
+export class ConfigError extends Error {
+  code = 'FST_MCP_CONFIG_INVALID'
+  constructor (variable: string, problem: string) {
+    super(`Invalid configuration: ${variable} ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+function list (value: string | undefined): string[] {
+  if (value === undefined) return []
+  return value.split(/[\s,]+/).map(s => s.trim()).filter(s => s.length > 0)
+}
+
+function absoluteUrl (variable: string, value: string): URL {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(variable, `must be an absolute http(s) URL (got ${JSON.stringify(value)})`)
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(variable, `must be an http(s) URL (got ${JSON.stringify(value)})`)
+  }
+  return url
+}
+
+function urlList (variable: string, value: string | undefined): string[] {
+  const values = list(value)
+  for (const v of values) absoluteUrl(variable, v)
+  return values
+}
+
+function withoutTrailingSlash (value: string): string {
+  return value.endsWith('/') ? value.slice(0, -1) : value
+}
+
+const RESOURCE_ID = /\/resources\/(res_[A-Za-z0-9_-]+)\/?$/
+const WELL_KNOWN_PRM = '/.well-known/oauth-protected-resource'
+
+/**
+ * RFC 9728 §3.1: the metadata URL is the resource's origin, then the
+ * well-known prefix, then the resource's path (none when the path is `/`).
+ */
+export function metadataUrlFor (resource: string): string {
+  const url = new URL(resource)
+  const path = url.pathname === '/' ? '' : url.pathname
+  return `${url.origin}${WELL_KNOWN_PRM}${path}`
+}
+
+/** The inverse of `metadataUrlFor`: what resource a tutorial-style metadata URL describes. */
+function resourceForMetadataUrl (metadataUrl: URL): string | undefined {
+  if (!metadataUrl.pathname.startsWith(WELL_KNOWN_PRM)) return undefined
+  const rest = metadataUrl.pathname.slice(WELL_KNOWN_PRM.length)
+  return `${metadataUrl.origin}${rest === '' ? '/' : rest}`
+}
+
+function parseMetadataJson (value: string | undefined): Record<string, unknown> {
+  if (value === undefined || value.trim() === '') return {}
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch {
+    throw new ConfigError('METADATA_JSON_RESPONSE', 'must be a JSON object (it does not parse as JSON)')
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError('METADATA_JSON_RESPONSE', 'must be a JSON object')
+  }
+  return parsed as Record<string, unknown>
+}
+
+function stringArray (variable: string, value: unknown): string[] | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every(v => typeof v === 'string')) {
+    throw new ConfigError(variable, 'must list strings')
+  }
+  return value
+}
+
+function readEnv (env: Env): RawEnv {
+  // Empty strings count as unset: `FOO=` in a .env file means "not configured".
+  const data: Env = {}
+  for (const key of Object.keys(schema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value.trim() !== '') data[key] = value.trim()
+  }
+  try {
+    return envSchema<RawEnv>({ schema, data, dotenv: false })
+  } catch (err) {
+    // ajv says e.g. "env/PORT must be <= 65535": keep the variable's name, drop the prefix.
+    const message = (err as Error).message.replace(/env\//g, '').split(', ')[0]
+    const [variable, ...rest] = message.split(' ')
+    throw new ConfigError(variable ?? 'environment', rest.join(' '))
+  }
+}
+
+export function loadConfig (env: Env): AppConfig {
+  const raw = readEnv(env)
+  const production = raw.NODE_ENV === 'production'
+
+  const apiKey = raw.ALPHA_VANTAGE_API_KEY ?? ALPHA_VANTAGE_DEMO_KEY
+  absoluteUrl('ALPHA_VANTAGE_BASE_URL', raw.ALPHA_VANTAGE_BASE_URL)
+
+  const metadataJson = parseMetadataJson(raw.METADATA_JSON_RESPONSE)
+  const metadataServers = stringArray('METADATA_JSON_RESPONSE', metadataJson.authorization_servers)
+  const metadataScopes = stringArray('METADATA_JSON_RESPONSE', metadataJson.scopes_supported)
+
+  const environmentUrl = raw.SCALEKIT_ENVIRONMENT_URL === undefined
+    ? undefined
+    : withoutTrailingSlash(absoluteUrl('SCALEKIT_ENVIRONMENT_URL', raw.SCALEKIT_ENVIRONMENT_URL).href)
+  const scalekitServers = urlList('SCALEKIT_AUTHORIZATION_SERVERS', raw.SCALEKIT_AUTHORIZATION_SERVERS)
+  const explicitIssuers = urlList('AUTH_ISSUERS', raw.AUTH_ISSUERS)
+  const explicitJwksUri = raw.AUTH_JWKS_URI === undefined ? undefined : absoluteUrl('AUTH_JWKS_URI', raw.AUTH_JWKS_URI).href
+
+  // The ScaleKit resource id (res_…) is the last path segment of its authorization server URL.
+  const resourceIds = new Set<string>()
+  for (const server of [...scalekitServers, ...(metadataServers ?? [])]) {
+    const match = RESOURCE_ID.exec(new URL(server).pathname)
+    if (match?.[1] !== undefined) resourceIds.add(match[1])
+  }
+
+  // Resource identifier: explicit, then the dashboard's metadata, then the
+  // audience (ScaleKit's resource identifier), then the tutorial's metadata
+  // URL, then this server on localhost.
+  const metadataUrlSetting = raw.SCALEKIT_RESOURCE_METADATA_URL === undefined
+    ? undefined
+    : absoluteUrl('SCALEKIT_RESOURCE_METADATA_URL', raw.SCALEKIT_RESOURCE_METADATA_URL)
+  const audienceNames = list(raw.SCALEKIT_AUDIENCE_NAME)
+  const resource =
+    raw.MCP_RESOURCE ??
+    (typeof metadataJson.resource === 'string' ? metadataJson.resource : undefined) ??
+    audienceNames.find(a => /^https?:\/\//.test(a)) ??
+    (metadataUrlSetting === undefined ? undefined : resourceForMetadataUrl(metadataUrlSetting)) ??
+    `http://localhost:${raw.PORT}/mcp`
+  absoluteUrl(raw.MCP_RESOURCE !== undefined ? 'MCP_RESOURCE' : 'resource identifier (MCP_RESOURCE)', resource)
+  if (new URL(resource).hash !== '') throw new ConfigError('MCP_RESOURCE', 'must not contain a fragment (RFC 9728 §1.2)')
+
+  const issuerConfigured = environmentUrl !== undefined || explicitIssuers.length > 0 || explicitJwksUri !== undefined
+  const mode: AppConfig['auth']['mode'] = issuerConfigured ? 'issuer' : 'development'
+  if (mode === 'development' && production) {
+    throw new ConfigError('SCALEKIT_ENVIRONMENT_URL', 'is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)')
+  }
+
+  let issuers: string[] = []
+  let jwksUri: string | undefined
+  if (mode === 'issuer') {
+    // ScaleKit signs with the environment as issuer, or (per MCP server) with
+    // `<env>/resources/res_…`: accept both unless told otherwise.
+    const derived = environmentUrl === undefined
+      ? []
+      : [environmentUrl, ...scalekitServers.map(withoutTrailingSlash), ...[...resourceIds].map(id => `${environmentUrl}/resources/${id}`)]
+    issuers = explicitIssuers.length > 0 ? explicitIssuers : [...new Set(derived)]
+    if (issuers.length === 0) throw new ConfigError('AUTH_ISSUERS', 'is required when AUTH_JWKS_URI is set without SCALEKIT_ENVIRONMENT_URL')
+    jwksUri = explicitJwksUri ?? (environmentUrl === undefined ? undefined : `${environmentUrl}/keys`)
+    if (jwksUri === undefined) throw new ConfigError('AUTH_JWKS_URI', 'is required when AUTH_ISSUERS is set without SCALEKIT_ENVIRONMENT_URL')
+  }
+
+  const audiences = raw.AUTH_AUDIENCES !== undefined
+    ? list(raw.AUTH_AUDIENCES)
+    : [...new Set([...audienceNames, resource, ...resourceIds])]
+
+  const requiredScopes = list(raw.AUTH_REQUIRED_SCOPES)
+  const algorithms = list(raw.AUTH_ALGORITHMS)
+  for (const alg of algorithms) {
+    if (!(SUPPORTED_ALGORITHMS as readonly string[]).includes(alg)) {
+      throw new ConfigError('AUTH_ALGORITHMS', `lists ${JSON.stringify(alg)}; allowed: ${SUPPORTED_ALGORITHMS.join(', ')}`)
+    }
+  }
+  if (algorithms.length === 0) throw new ConfigError('AUTH_ALGORITHMS', 'must list at least one algorithm')
+
+  const authorizationServers = scalekitServers.length > 0
+    ? scalekitServers
+    : metadataServers ?? (explicitIssuers.length > 0 ? explicitIssuers : (environmentUrl === undefined ? [] : [environmentUrl]))
+
+  const allowedOrigins = list(raw.ALLOWED_ORIGINS)
+  for (const origin of allowedOrigins) {
+    if (origin !== '*' && absoluteUrl('ALLOWED_ORIGINS', origin).origin !== origin) {
+      throw new ConfigError('ALLOWED_ORIGINS', `lists ${JSON.stringify(origin)}, which is not an origin (scheme://host[:port], no path)`)
+    }
+  }
+
+  const { resource: _r, authorization_servers: _a, scopes_supported: _s, ...extra } = metadataJson
+  return {
+    production,
+    port: raw.PORT,
+    alphaVantage: {
+      apiKey,
+      usingDemoKey: apiKey === ALPHA_VANTAGE_DEMO_KEY,
+      baseUrl: raw.ALPHA_VANTAGE_BASE_URL,
+      timeoutMs: raw.ALPHA_VANTAGE_TIMEOUT_MS,
+      maxConnections: raw.ALPHA_VANTAGE_MAX_CONNECTIONS
+    },
+    auth: {
+      mode,
+      issuers,
+      audiences,
+      jwksUri,
+      requiredScopes,
+      algorithms,
+      clockToleranceSec: raw.AUTH_CLOCK_TOLERANCE_SEC,
+      jwksTimeoutMs: raw.AUTH_JWKS_TIMEOUT_MS,
+      jwksCooldownMs: raw.AUTH_JWKS_COOLDOWN_SEC * 1000,
+      jwksRefreshMs: raw.AUTH_JWKS_REFRESH_SEC * 1000,
+      tokenCacheSize: raw.AUTH_TOKEN_CACHE_SIZE,
+      clientId: raw.SCALEKIT_CLIENT_ID
+    },
+    resource: {
+      resource,
+      metadataUrl: metadataUrlSetting?.href ?? metadataUrlFor(resource),
+      authorizationServers,
+      scopesSupported: metadataScopes ?? requiredScopes,
+      resourceName: raw.SCALEKIT_RESOURCE_NAME ?? raw.SCALEKIT_RESOUCE_NAME ?? (typeof extra.resource_name === 'string' ? extra.resource_name : undefined),
+      resourceDocumentation: urlList('SCALEKIT_RESOURCE_DOCS_URL', raw.SCALEKIT_RESOURCE_DOCS_URL ?? raw.SCALEKIT_RESOUCE_DOCS_URL)[0] ??
+        (typeof extra.resource_documentation === 'string' ? extra.resource_documentation : undefined),
+      extra
+    },
+    mcp: {
+      allowedOrigins,
+      sessionIdleTtlMs: raw.MCP_SESSION_IDLE_TTL_SEC * 1000,
+      maxSessions: raw.MCP_MAX_SESSIONS,
+      maxSessionsPerSubject: raw.MCP_MAX_SESSIONS_PER_SUBJECT,
+      stateless: raw.MCP_STATELESS,
+      bodyLimit: raw.MCP_BODY_LIMIT
+    }
+  }
+}
+
+export interface ConfigPluginOptions {
+  /** The environment to read; defaults to `process.env`. Tests pass their own. */
+  env?: Env
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: AppConfig
+  }
+}
+
+async function configPlugin (fastify: FastifyInstance, opts: ConfigPluginOptions): Promise<void> {
+  fastify.decorate('config', loadConfig(opts.env ?? process.env))
+}
+
+export default fp(configPlugin, { name: 'config', fastify: '5.x' })

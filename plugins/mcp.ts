@@ -1,0 +1,410 @@
+import fp from 'fastify-plugin'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
+import { ToolRegistry, type ObjectSchema, type ToolDefinition, type ToolHandler } from '../lib/mcp-tools.js'
+import {
+  McpProtocol, PROTOCOL_VERSIONS, DEFAULT_HTTP_PROTOCOL_VERSION, RpcError, RpcFailure, classify, rpcError,
+  type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse, type DispatchScope, type ServerInfo
+} from '../lib/mcp-protocol.js'
+import { slashVariants } from '../lib/route-paths.js'
+import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp-session-store.js'
+
+export { ToolError } from '../lib/mcp-tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp-tools.js'
+
+export interface McpPluginOptions {
+  /** Where the Streamable HTTP endpoint lives (default `/mcp`; `/mcp/` is served too). */
+  path?: string
+  serverInfo?: ServerInfo
+  instructions?: string
+  /**
+   * Origins allowed to call the endpoint (MCP transports "Security Warning":
+   * validate Origin against DNS rebinding). Empty: loopback origins only.
+   * `*` allows every origin.
+   */
+  allowedOrigins?: string[]
+  sessionIdleTtlMs?: number
+  maxSessions?: number
+  maxSessionsPerSubject?: number
+  /** No sessions: every POST stands alone; GET and DELETE answer 405. */
+  stateless?: boolean
+  bodyLimit?: number
+  /** Require `fastify.authenticate` (the mcp-auth plugin) on the endpoint (default true). */
+  auth?: boolean
+  /** Interval between SSE keep-alive comments on idle streams. */
+  keepAliveMs?: number
+}
+
+const defaults = {
+  path: '/mcp',
+  serverInfo: { name: 'mcp-server', version: '0.0.0' },
+  allowedOrigins: [] as string[],
+  sessionIdleTtlMs: 15 * 60_000,
+  maxSessions: 20_000,
+  maxSessionsPerSubject: 100,
+  stateless: false,
+  bodyLimit: 1024 * 1024,
+  auth: true,
+  keepAliveMs: 25_000
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Registers an MCP tool, shared by every session. Call it from any plugin registered after `mcp`. */
+    mcpTool: <I extends ObjectSchema, O extends ObjectSchema = ObjectSchema>(definition: ToolDefinition<I, O>, handler: ToolHandler<I, O>) => void
+    mcpSessions: SessionStore
+  }
+}
+
+const ANONYMOUS = 'anonymous'
+const NEVER_ABORTED = new AbortController().signal
+const SSE_HEADERS = {
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-cache, no-transform',
+  connection: 'keep-alive',
+  'x-accel-buffering': 'no'
+}
+
+function accepts (accept: string | undefined, type: string, family: string): boolean {
+  // RFC 9110 §12.5.1: no Accept header means any type is acceptable.
+  if (accept === undefined) return true
+  return accept.includes(type) || accept.includes(family) || accept.includes('*/*')
+}
+
+function isLoopbackOrigin (origin: string): boolean {
+  try {
+    const { hostname } = new URL(origin)
+    return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]'
+  } catch {
+    return false
+  }
+}
+
+function sseEvent (message: JsonRpcResponse | JsonRpcNotification): string {
+  return `event: message\ndata: ${JSON.stringify(message)}\n\n`
+}
+
+function validateOptions (opts: McpPluginOptions): void {
+  const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
+  if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs'] as const) {
+    const value = opts[key]
+    if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
+  }
+}
+
+async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): Promise<void> {
+  validateOptions(options)
+  const opts = { ...defaults, ...options }
+  if (opts.auth && !fastify.hasDecorator('authenticate')) {
+    throw new Error('mcp: register the mcp-auth plugin first, or pass auth: false')
+  }
+
+  const registry = new ToolRegistry()
+  const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions })
+  /** Every open SSE response (standalone GET streams and streaming POST answers), for keep-alive and shutdown. */
+  const openStreams = new Set<ServerResponse>()
+  const sessions = new SessionStore({
+    idleTtlMs: opts.sessionIdleTtlMs,
+    maxSessions: opts.maxSessions,
+    maxSessionsPerSubject: opts.maxSessionsPerSubject,
+    onEnd (session, reason) {
+      session.stream?.end()
+      fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
+    }
+  })
+
+  const allowAllOrigins = opts.allowedOrigins.includes('*')
+  const allowedOrigins = new Set(opts.allowedOrigins)
+  const checkOrigin: onRequestAsyncHookHandler = async (request, reply) => {
+    const origin = request.headers.origin
+    if (origin === undefined || allowAllOrigins || allowedOrigins.has(origin)) return
+    if (allowedOrigins.size === 0 && isLoopbackOrigin(origin)) return
+    request.log.info({ origin }, 'MCP request refused: origin not allowed')
+    return reply.code(403).send(rpcError(null, RpcError.ServerError, `Forbidden: origin ${origin} is not allowed`))
+  }
+
+  function subjectOf (request: FastifyRequest): string {
+    return request.auth?.subject ?? ANONYMOUS
+  }
+
+  function refuse (reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
+    return reply.code(status).send(rpcError(null, code, message))
+  }
+
+  /** MCP transports "Session Management": a missing id is a bad request, an unknown (or another subject's) one is 404. */
+  function sessionFor (request: FastifyRequest, reply: FastifyReply): McpSession | undefined {
+    const id = request.headers['mcp-session-id']
+    if (typeof id !== 'string' || id === '') {
+      refuse(reply, 400, RpcError.ServerError, 'Bad Request: Mcp-Session-Id header is required; send initialize first')
+      return undefined
+    }
+    const session = sessions.touch(id)
+    // Another subject's session answers exactly like an unknown one: no oracle for valid ids.
+    if (session === undefined || session.subject !== subjectOf(request)) {
+      refuse(reply, 404, RpcError.SessionNotFound, 'Session not found: it expired or was closed; initialize a new session')
+      return undefined
+    }
+    return session
+  }
+
+  function checkProtocolVersion (request: FastifyRequest, reply: FastifyReply): string | undefined | false {
+    const version = request.headers['mcp-protocol-version']
+    if (version === undefined) return undefined
+    if (typeof version === 'string' && PROTOCOL_VERSIONS.includes(version)) return version
+    refuse(reply, 400, RpcError.ServerError, `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(version)}; supported: ${PROTOCOL_VERSIONS.join(', ')}`)
+    return false
+  }
+
+  function openSse (reply: FastifyReply): ServerResponse {
+    // Hooks (CORS among them) set headers on the reply; a hijacked reply must carry them itself.
+    const headers = reply.getHeaders()
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { ...headers, ...SSE_HEADERS } as OutgoingHttpHeaders)
+    res.flushHeaders()
+    openStreams.add(res)
+    res.once('close', () => openStreams.delete(res))
+    return res
+  }
+
+  async function answer (request: FastifyRequest, reply: FastifyReply, msg: JsonRpcRequest, session: McpSession | undefined, protocolVersion: string): Promise<void> {
+    const scope: DispatchScope = {
+      auth: request.auth,
+      sessionId: session?.id,
+      protocolVersion,
+      log: request.log,
+      signal: NEVER_ABORTED,
+      notify: undefined
+    }
+    if (msg.method !== 'tools/call') {
+      await reply.send(await protocol.handle(msg, scope))
+      return
+    }
+
+    // A tool call can run long: it gets a signal (client cancel, disconnect,
+    // session end) and may stream progress, switching the answer to SSE.
+    const controller = new AbortController()
+    scope.signal = controller.signal
+    const onClose = (): void => { if (!reply.raw.writableEnded) controller.abort() }
+    reply.raw.once('close', onClose)
+    if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, controller)
+    let stream: ServerResponse | undefined
+    if (accepts(request.headers.accept, 'text/event-stream', 'text/*')) {
+      scope.notify = (notification) => {
+        if (controller.signal.aborted) return
+        stream ??= openSse(reply)
+        stream.write(sseEvent(notification))
+      }
+    }
+    try {
+      const response = await protocol.handle(msg, scope)
+      if (stream === undefined) {
+        await reply.send(response)
+      } else {
+        stream.end(sseEvent(response))
+      }
+    } finally {
+      session?.inflight?.delete(msg.id)
+      reply.raw.removeListener('close', onClose)
+    }
+  }
+
+  function notificationFrom (msg: JsonRpcNotification, session: McpSession | undefined): void {
+    // MCP cancellation: abort the named request of this session, if still running.
+    if (msg.method === 'notifications/cancelled' && session?.inflight !== undefined) {
+      const requestId = msg.params?.requestId
+      if (typeof requestId === 'string' || typeof requestId === 'number') session.inflight.get(requestId)?.abort()
+    }
+  }
+
+  async function initialize (request: FastifyRequest, reply: FastifyReply, msg: JsonRpcRequest): Promise<void> {
+    let init: ReturnType<McpProtocol['initialize']>
+    try {
+      init = protocol.initialize(msg.params)
+    } catch (err) {
+      await reply.send(rpcError(msg.id, (err as RpcFailure).code, (err as RpcFailure).message))
+      return
+    }
+    if (!opts.stateless) {
+      let session: McpSession
+      try {
+        session = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo)
+      } catch (err) {
+        /* c8 ignore next -- create() throws nothing else */
+        if (!(err instanceof SessionLimitError)) throw err
+        reply.header('retry-after', '60')
+        refuse(reply, 503, RpcError.ServerError, `Service Unavailable: ${err.message}`)
+        return
+      }
+      reply.header('mcp-session-id', session.id)
+      request.log.info({ session: session.id.slice(0, 8), subject: session.subject, protocolVersion: init.protocolVersion, client: init.clientInfo?.name }, 'MCP session opened')
+    }
+    await reply.send({ jsonrpc: '2.0', id: msg.id, result: init.result })
+  }
+
+  async function batch (request: FastifyRequest, reply: FastifyReply, body: unknown[], session: McpSession | undefined, protocolVersion: string): Promise<void> {
+    // JSON-RPC batching existed in 2025-03-26 only; 2025-06-18 removed it (changelog item 1).
+    if (protocolVersion >= '2025-06-18') {
+      refuse(reply, 400, RpcError.InvalidRequest, `Invalid Request: JSON-RPC batches are not supported in protocol version ${protocolVersion}`)
+      return
+    }
+    if (body.length === 0) {
+      refuse(reply, 400, RpcError.InvalidRequest, 'Invalid Request: empty batch')
+      return
+    }
+    const scope: DispatchScope = { auth: request.auth, sessionId: session?.id, protocolVersion, log: request.log, signal: NEVER_ABORTED, notify: undefined }
+    const pending: Array<Promise<JsonRpcResponse>> = []
+    for (const msg of body) {
+      const kind = classify(msg)
+      if (kind === 'request') {
+        pending.push(protocol.handle(msg as JsonRpcRequest, scope))
+      } else if (kind === 'notification') {
+        notificationFrom(msg as JsonRpcNotification, session)
+      } else if (kind === 'invalid') {
+        pending.push(Promise.resolve(rpcError(null, RpcError.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message')))
+      }
+    }
+    if (pending.length === 0) {
+      await reply.code(202).send()
+      return
+    }
+    await reply.send(await Promise.all(pending))
+  }
+
+  async function post (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const headerVersion = checkProtocolVersion(request, reply)
+    if (headerVersion === false) return
+    // MCP transports "Sending Messages to the Server": the client accepts both JSON and SSE.
+    const accept = request.headers.accept
+    if (!accepts(accept, 'application/json', 'application/*') || !accepts(accept, 'text/event-stream', 'text/*')) {
+      refuse(reply, 406, RpcError.ServerError, 'Not Acceptable: Accept must list both application/json and text/event-stream')
+      return
+    }
+    const body = request.body
+    const kind = Array.isArray(body) ? 'batch' : classify(body)
+    if (kind === 'invalid') {
+      const id = (body as { id?: unknown } | null)?.id
+      refuse(reply, 400, RpcError.InvalidRequest, 'Invalid Request: the body must be a JSON-RPC 2.0 request, notification or response')
+      if (typeof id === 'string' || typeof id === 'number') request.log.debug({ id }, 'invalid JSON-RPC message')
+      return
+    }
+    if (kind === 'request' && (body as JsonRpcRequest).method === 'initialize') {
+      await initialize(request, reply, body as JsonRpcRequest)
+      return
+    }
+
+    let session: McpSession | undefined
+    if (!opts.stateless) {
+      session = sessionFor(request, reply)
+      if (session === undefined) return
+    }
+    const protocolVersion = session?.protocolVersion ?? headerVersion ?? DEFAULT_HTTP_PROTOCOL_VERSION
+
+    switch (kind) {
+      case 'batch':
+        return await batch(request, reply, body as unknown[], session, protocolVersion)
+      case 'request':
+        return await answer(request, reply, body as JsonRpcRequest, session, protocolVersion)
+      case 'notification':
+        notificationFrom(body as JsonRpcNotification, session)
+        await reply.code(202).send()
+        return
+      default:
+        // A response: this server sends no requests, so there is nothing to match it to.
+        await reply.code(202).send()
+    }
+  }
+
+  /** MCP transports "Listening for Messages from the Server": one standalone SSE stream per session. */
+  async function get (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (checkProtocolVersion(request, reply) === false) return
+    if (!accepts(request.headers.accept, 'text/event-stream', 'text/*')) {
+      refuse(reply, 406, RpcError.ServerError, 'Not Acceptable: Accept must list text/event-stream')
+      return
+    }
+    const session = sessionFor(request, reply)
+    if (session === undefined) return
+    if (session.stream !== undefined) {
+      refuse(reply, 409, RpcError.ServerError, 'Conflict: this session already has an open stream')
+      return
+    }
+    const stream = openSse(reply)
+    session.stream = stream
+    stream.once('close', () => {
+      if (session.stream === stream) session.stream = undefined
+      session.lastSeen = Date.now()
+    })
+  }
+
+  /** MCP transports "Session Management": DELETE ends the session. */
+  async function del (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (checkProtocolVersion(request, reply) === false) return
+    const session = sessionFor(request, reply)
+    if (session === undefined) return
+    sessions.end(session.id, 'deleted')
+    await reply.code(200).send()
+  }
+
+  async function methodNotAllowed (_request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    reply.header('allow', 'POST')
+    refuse(reply, 405, RpcError.ServerError, 'Method Not Allowed: this server runs stateless; only POST is served')
+  }
+
+  // SSE comments keep idle streams alive through proxies; one timer for all streams.
+  const keepAlive = setInterval(() => { for (const res of openStreams) res.write(': keep-alive\n\n') }, opts.keepAliveMs)
+  keepAlive.unref()
+
+  // Shutdown: standalone streams would hold the server open forever; end them
+  // so in-flight requests can finish and the process exits.
+  fastify.addHook('preClose', async () => {
+    clearInterval(keepAlive)
+    for (const session of sessions.values()) session.stream?.end()
+  })
+  fastify.addHook('onClose', async () => { sessions.close() })
+
+  fastify.decorate('mcpSessions', sessions)
+  fastify.decorate('mcpTool', function mcpTool (definition, handler) {
+    registry.register(definition, handler)
+  } as FastifyInstance['mcpTool'])
+
+  const onRequest = opts.auth ? [checkOrigin, fastify.authenticate] : [checkOrigin]
+  const paths = slashVariants(fastify, [opts.path])
+
+  await fastify.register(async function mcpTransport (transport) {
+    // Only JSON bodies: everything else is 415 (MCP messages are UTF-8 JSON).
+    transport.removeAllContentTypeParsers()
+    transport.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: opts.bodyLimit }, transport.getDefaultJsonParser('error', 'ignore'))
+
+    transport.setErrorHandler(function mcpErrors (error: FastifyError, request, reply) {
+      const status = error.statusCode ?? 500
+      if (status >= 500) {
+        request.log.error({ err: error }, 'MCP transport error')
+        return refuse(reply, 500, RpcError.InternalError, 'Internal error')
+      }
+      switch (error.code) {
+        case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+          return refuse(reply, 415, RpcError.ServerError, 'Unsupported Media Type: Content-Type must be application/json')
+        case 'FST_ERR_CTP_BODY_TOO_LARGE':
+          return refuse(reply, 413, RpcError.ServerError, `Payload Too Large: the body exceeds ${opts.bodyLimit} bytes`)
+        case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        case 'FST_ERR_CTP_INVALID_JSON_BODY':
+          return refuse(reply, 400, RpcError.ParseError, 'Parse error: the body is not valid JSON')
+      }
+      if (error instanceof SyntaxError) return refuse(reply, 400, RpcError.ParseError, 'Parse error: the body is not valid JSON')
+      return refuse(reply, status, RpcError.InvalidRequest, `Bad Request: ${error.message}`)
+    })
+
+    for (const url of paths) {
+      transport.post(url, { onRequest, bodyLimit: opts.bodyLimit }, post)
+      if (opts.stateless) {
+        transport.route({ method: ['GET', 'DELETE'], url, onRequest, handler: methodNotAllowed })
+      } else {
+        transport.get(url, { onRequest }, get)
+        transport.delete(url, { onRequest }, del)
+      }
+    }
+  })
+}
+
+export default fp(mcpPlugin, { name: 'mcp', fastify: '5.x' })

@@ -1,0 +1,86 @@
+import Fastify, { type FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
+import app, { options } from '../../app.js'
+import { LocalIssuer } from './issuer.js'
+import { FakeAlphaVantage } from './fake-alpha-vantage.js'
+
+export const RESOURCE = 'http://localhost:10000/mcp'
+export const API_KEY = 'TESTKEY-0123456789-never-shown'
+
+export interface TestContext {
+  app: FastifyInstance
+  issuer: LocalIssuer
+  upstream: FakeAlphaVantage
+  /** A valid token for the app (ScaleKit-shaped claims). */
+  token: string
+  logs: string[]
+}
+
+/**
+ * Builds the app exactly as production does (the root plugin with its server
+ * options), against a local issuer and a fake Alpha Vantage, with the logs
+ * captured; everything closes when the test ends.
+ */
+export async function buildApp (t: Test, env: Record<string, string> = {}, opts: { issuer?: LocalIssuer, upstream?: FakeAlphaVantage } = {}): Promise<TestContext> {
+  const issuer = opts.issuer ?? await LocalIssuer.start()
+  const upstream = opts.upstream ?? await FakeAlphaVantage.start()
+  issuer.audience = [RESOURCE]
+  const logs: string[] = []
+  const fastify = Fastify({
+    ...options,
+    logger: {
+      ...(options.logger as object),
+      level: 'debug',
+      stream: { write: (line: string) => { logs.push(line) } }
+    }
+  })
+  await fastify.register(app, {
+    env: {
+      ...issuer.scalekitEnv(RESOURCE),
+      ALPHA_VANTAGE_API_KEY: API_KEY,
+      ALPHA_VANTAGE_BASE_URL: upstream.url,
+      ALPHA_VANTAGE_TIMEOUT_MS: '1000',
+      ...env
+    }
+  })
+  t.teardown(async () => {
+    await fastify.close()
+    if (opts.issuer === undefined) await issuer.close()
+    if (opts.upstream === undefined) await upstream.close()
+  })
+  await fastify.ready()
+  return { app: fastify, issuer, upstream, token: await issuer.token(), logs }
+}
+
+export const MCP_HEADERS = {
+  'content-type': 'application/json',
+  accept: 'application/json, text/event-stream'
+}
+
+export function initializeBody (protocolVersion = '2025-06-18', id: number | string = 1): Record<string, unknown> {
+  return {
+    jsonrpc: '2.0',
+    id,
+    method: 'initialize',
+    params: { protocolVersion, capabilities: {}, clientInfo: { name: 'tap', version: '1.0.0' } }
+  }
+}
+
+/** Opens a session over inject and returns its id. */
+export async function openSession (ctx: TestContext, protocolVersion = '2025-06-18', token = ctx.token): Promise<string> {
+  const res = await ctx.app.inject({
+    method: 'POST',
+    url: '/mcp',
+    headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` },
+    payload: initializeBody(protocolVersion)
+  })
+  const id = res.headers['mcp-session-id']
+  if (typeof id !== 'string') throw new Error(`initialize failed: ${res.statusCode} ${res.body}`)
+  await ctx.app.inject({
+    method: 'POST',
+    url: '/mcp',
+    headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': id, 'mcp-protocol-version': protocolVersion },
+    payload: { jsonrpc: '2.0', method: 'notifications/initialized' }
+  })
+  return id
+}
