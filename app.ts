@@ -9,6 +9,7 @@ import alphaVantage from './plugins/alpha-vantage.js'
 import mcp from './plugins/mcp.js'
 import healthRoutes from './routes/health.js'
 import newsSentimentTool from './tools/news-sentiment.js'
+import marketNewsTool from './tools/market-news.js'
 
 // app.ts runs from the project root under tests and from dist/ in production.
 const pkgUrl = import.meta.url.includes('/dist/') ? new URL('../package.json', import.meta.url) : new URL('./package.json', import.meta.url)
@@ -83,13 +84,23 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     apiKey: cfg.alphaVantage.apiKey,
     timeoutMs: cfg.alphaVantage.timeoutMs,
     maxConnections: cfg.alphaVantage.maxConnections,
-    usingDemoKey: cfg.alphaVantage.usingDemoKey
+    usingDemoKey: cfg.alphaVantage.usingDemoKey,
+    dailyLimit: cfg.alphaVantage.dailyLimit,
+    retries: cfg.alphaVantage.retries,
+    retryBaseMs: cfg.alphaVantage.retryBaseMs,
+    circuitThreshold: cfg.alphaVantage.circuitThreshold,
+    circuitCooldownMs: cfg.alphaVantage.circuitCooldownMs,
+    cacheTtlMs: cfg.newsCache.ttlMs,
+    cacheMaxEntries: cfg.newsCache.maxEntries,
+    cacheMaxBytes: cfg.newsCache.maxBytes,
+    staleMaxMs: cfg.newsCache.staleMaxMs
   })
 
   await fastify.register(mcp, {
     path: '/mcp',
     serverInfo: { name: pkg.name, version: pkg.version, title: 'Finance news sentiment' },
-    instructions: 'Financial news with sentiment scores from Alpha Vantage. Call get_news_sentiment with a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR).',
+    instructions: 'Financial news with sentiment scores from Alpha Vantage, shared by all users on one daily quota: ' +
+      'get_news_sentiment for a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), get_market_news for topics. Repeated questions are answered from a cache.',
     allowedOrigins: cfg.mcp.allowedOrigins,
     sessionIdleTtlMs: cfg.mcp.sessionIdleTtlMs,
     maxSessions: cfg.mcp.maxSessions,
@@ -100,4 +111,5 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
 
   await fastify.register(healthRoutes)
   await fastify.register(newsSentimentTool)
+  await fastify.register(marketNewsTool)
 }

@@ -1,17 +1,20 @@
 import { Pool, errors as undiciErrors } from 'undici'
+import { easternToIso } from './eastern-time.js'
+
+export { easternToIso } from './eastern-time.js'
 
 /** What went wrong upstream, in terms a model (and an operator) can act on. */
-export type UpstreamFailureKind = 'rate_limited' | 'invalid_request' | 'premium_only' | 'demo_key' | 'unavailable' | 'bad_response'
+export type UpstreamFailureKind = 'daily_limit' | 'rate_limited' | 'invalid_request' | 'premium_only' | 'demo_key' | 'unavailable' | 'bad_response'
 
 export class AlphaVantageError extends Error {
-  constructor (readonly kind: UpstreamFailureKind, message: string) {
+  /**
+   * @param retryable a timeout or a 5xx: worth retrying at once. Never the
+   *   200-with-a-message answers (`Information`, `Note`, `Error Message`):
+   *   retrying those only spends quota.
+   */
+  constructor (readonly kind: UpstreamFailureKind, message: string, readonly retryable = false) {
     super(message)
     this.name = 'AlphaVantageError'
-  }
-
-  /** Worth another try later (as opposed to a request that will fail the same way). */
-  get transient (): boolean {
-    return this.kind === 'unavailable' || this.kind === 'bad_response'
   }
 }
 
@@ -54,6 +57,8 @@ export interface NewsFeed {
   articles: Article[]
   /** Articles skipped because they were unusable (no title, say). */
   dropped: number
+  /** Size of the upstream body, for cache accounting. */
+  bytes: number
 }
 
 export interface AlphaVantageClientOptions {
@@ -75,44 +80,6 @@ export function toNumber (value: unknown): number | null {
 
 function text (value: unknown): string {
   return typeof value === 'string' ? value.trim() : ''
-}
-
-const eastern = new Intl.DateTimeFormat('en-US', {
-  timeZone: 'America/New_York',
-  hourCycle: 'h23',
-  year: 'numeric',
-  month: 'numeric',
-  day: 'numeric',
-  hour: 'numeric',
-  minute: 'numeric',
-  second: 'numeric'
-})
-
-/** Milliseconds New York is ahead of UTC at this instant (negative: −4 h or −5 h). */
-function easternOffset (epochMs: number): number {
-  const parts: Record<string, number> = {}
-  for (const p of eastern.formatToParts(new Date(epochMs))) if (p.type !== 'literal') parts[p.type] = Number(p.value)
-  const asUtc = Date.UTC(parts.year as number, (parts.month as number) - 1, parts.day, parts.hour, parts.minute, parts.second)
-  return asUtc - Math.floor(epochMs / 1000) * 1000
-}
-
-const TIME_PUBLISHED = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})?$/
-
-/**
- * `time_published` is `YYYYMMDDTHHMMSS` with no zone; Alpha Vantage documents
- * US Eastern time, so convert with New York's offset on that date (EST or EDT).
- */
-export function easternToIso (value: unknown): string | null {
-  const m = typeof value === 'string' ? TIME_PUBLISHED.exec(value) : null
-  if (m === null) return null
-  const [y, mo, d, h, mi, s] = m.slice(1).map(v => Number(v ?? 0)) as [number, number, number, number, number, number]
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return null
-  const wall = Date.UTC(y, mo - 1, d, h, mi, s)
-  // The offset at the wall-clock time read as UTC is right except within hours of a DST switch; one correction settles it.
-  let utc = wall - easternOffset(wall)
-  const corrected = wall - easternOffset(utc)
-  if (corrected !== utc) utc = corrected
-  return new Date(utc).toISOString().replace('.000Z', 'Z')
 }
 
 function parseArticle (raw: unknown): Article | null {
@@ -175,8 +142,11 @@ export function classifyUpstreamMessage (body: Record<string, unknown>): AlphaVa
     if (lower.includes('premium')) {
       return new AlphaVantageError('premium_only', 'Alpha Vantage serves this query only to premium plans; try a narrower query.')
     }
-    if (lower.includes('rate limit') || lower.includes('requests per day') || lower.includes('per minute') || lower.includes('limit')) {
-      return new AlphaVantageError('rate_limited', 'Alpha Vantage\'s request limit for this server\'s API key is reached (the free tier allows 25 requests a day): try again later.')
+    if (lower.includes('per day') || lower.includes('daily')) {
+      return new AlphaVantageError('daily_limit', 'Alpha Vantage\'s daily request limit for this server\'s API key is reached (the free tier allows 25 requests a day): try again tomorrow.')
+    }
+    if (lower.includes('rate limit') || lower.includes('per minute') || lower.includes('frequency')) {
+      return new AlphaVantageError('rate_limited', 'Alpha Vantage rate limit reached for this server\'s API key: wait a minute before asking again.')
     }
     if (lower.includes('invalid')) {
       return new AlphaVantageError('invalid_request', 'Alpha Vantage found the query invalid: check the ticker symbols and topics.')
@@ -221,7 +191,7 @@ export class AlphaVantageClient {
   }
 
   async newsSentiment (query: NewsQuery, { signal }: { signal?: AbortSignal } = {}): Promise<NewsFeed> {
-    const body = await this.#get(this.#path(query), signal)
+    const { body, bytes } = await this.#get(this.#path(query), signal)
     const failure = classifyUpstreamMessage(body)
     if (failure !== null) throw failure
     if (!Array.isArray(body.feed)) throw new AlphaVantageError('bad_response', 'Alpha Vantage returned a response without a news feed; try again later.')
@@ -232,10 +202,10 @@ export class AlphaVantageClient {
       if (article === null) dropped++
       else articles.push(article)
     }
-    return { articles, dropped }
+    return { articles, dropped, bytes }
   }
 
-  async #get (path: string, signal: AbortSignal | undefined): Promise<Record<string, unknown>> {
+  async #get (path: string, signal: AbortSignal | undefined): Promise<{ body: Record<string, unknown>, bytes: number }> {
     const deadline = AbortSignal.timeout(this.#opts.timeoutMs)
     const combined = signal === undefined ? deadline : AbortSignal.any([signal, deadline])
     this.calls++
@@ -253,12 +223,11 @@ export class AlphaVantageClient {
       if (signal?.aborted === true) throw new AlphaVantageError('unavailable', 'The request was cancelled.')
       if (err instanceof AlphaVantageError) throw err
       const timedOut = deadline.aborted || err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError
-      throw new AlphaVantageError('unavailable', timedOut
-        ? `Alpha Vantage did not answer within ${Math.round(this.#opts.timeoutMs / 1000)} s; try again shortly.`
-        : 'Alpha Vantage is unreachable right now; try again shortly.')
+      if (timedOut) throw new AlphaVantageError('unavailable', `Alpha Vantage did not answer within ${this.#opts.timeoutMs / 1000} s; try again shortly.`, true)
+      throw new AlphaVantageError('unavailable', 'Alpha Vantage is unreachable right now; try again shortly.')
     }
     if (statusCode === 429) throw new AlphaVantageError('rate_limited', 'Alpha Vantage is rate limiting this server; try again later.')
-    if (statusCode >= 500) throw new AlphaVantageError('unavailable', `Alpha Vantage is unavailable (HTTP ${statusCode}); try again shortly.`)
+    if (statusCode >= 500) throw new AlphaVantageError('unavailable', `Alpha Vantage is unavailable (HTTP ${statusCode}); try again shortly.`, true)
     if (statusCode >= 300) throw new AlphaVantageError('bad_response', `Alpha Vantage answered HTTP ${statusCode}; try again later.`)
     let parsed: unknown
     try {
@@ -269,7 +238,7 @@ export class AlphaVantageClient {
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new AlphaVantageError('bad_response', 'Alpha Vantage returned an unexpected response; try again shortly.')
     }
-    return parsed as Record<string, unknown>
+    return { body: parsed as Record<string, unknown>, bytes: raw!.length }
   }
 
   async #readCapped (body: AsyncIterable<Buffer> & { destroy: () => void }): Promise<string> {

@@ -12,7 +12,7 @@ t.test('a tool call over inject', async t => {
   })
   t.equal(res.statusCode, 200)
   const body = res.json()
-  t.equal(body.result.structuredContent.ticker, 'AAPL')
+  t.same(body.result.structuredContent.tickers, ['AAPL'])
   t.equal(body.result.structuredContent.articles.length, 3)
   t.equal(ctx.upstream.hits.length, 1)
 })

@@ -1,117 +1,95 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import { AlphaVantageError, type Article } from '../lib/alpha-vantage.js'
+import { AlphaVantageError } from '../lib/alpha-vantage.js'
 import { ToolError } from '../plugins/mcp.js'
-
-/** Stocks (AAPL, BRK.B, RDS-A), crypto (CRYPTO:BTC) and currencies (FOREX:USD), as Alpha Vantage names them. */
-export const TICKER = /^(?:(?:CRYPTO|FOREX):[A-Za-z0-9]{2,10}|[A-Za-z0-9]{1,10}(?:[.-][A-Za-z0-9]{1,4})?)$/i
-
-export const Ticker = z.string().trim()
-  .regex(TICKER, 'must be a ticker symbol such as AAPL, BRK.B, CRYPTO:BTC or FOREX:USD')
-  .transform(s => s.toUpperCase())
+import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news-arguments.js'
+import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/sentiment.js'
+import {
+  AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
+  articleLines, articleView, countsText, fixed, freshnessOf, noticeLines
+} from '../lib/news-format.js'
 
 export const NewsSentimentInput = z.object({
-  ticker: Ticker.describe('Ticker symbol: a stock (AAPL, BRK.B), CRYPTO:BTC or FOREX:EUR'),
-  limit: z.number().int().min(1).max(50).default(5).describe('How many of the most recent articles to return (1-50, default 5)')
-})
-
-const Sentiment = z.object({
-  score: z.number().nullable(),
-  label: z.string().nullable()
-})
-
-export const ArticleOutput = z.object({
-  title: z.string(),
-  url: z.string(),
-  source: z.string(),
-  publishedAt: z.string().nullable().describe('ISO 8601, UTC'),
-  summary: z.string(),
-  overallSentiment: Sentiment,
-  tickerSentiment: Sentiment.extend({ relevance: z.number().nullable() }).nullable()
-    .describe('Sentiment about the asked ticker in this article, if Alpha Vantage scored it')
+  ticker: Ticker.optional().describe('Ticker symbol: a stock (AAPL, BRK.B), crypto (CRYPTO:BTC) or currency (FOREX:EUR)'),
+  tickers: z.array(Ticker).min(1).max(5).optional()
+    .describe('Several tickers instead of one: only articles that mention ALL of them (Alpha Vantage treats a list as AND)'),
+  topics: z.array(Topic).min(1).max(5).optional().describe('Only articles on these topics'),
+  timeFrom: TimeArg.optional().describe(timeFromDescription),
+  timeTo: TimeArg.optional().describe(timeToDescription),
+  sort: Sort.default('LATEST').describe('Which articles Alpha Vantage picks: LATEST (default), EARLIEST or RELEVANCE'),
+  limit: Limit
+}).superRefine((args, ctx) => {
+  if (args.ticker === undefined && args.tickers === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['ticker'], message: 'is required (or give tickers)' })
+  }
+  checkWindow(args, ctx)
 })
 
 export const NewsSentimentOutput = z.object({
-  ticker: z.string(),
-  articleCount: z.number().int(),
-  articles: z.array(ArticleOutput)
+  tickers: z.array(z.string()),
+  aggregate: z.array(AggregateOutput.extend({ ticker: z.string() }))
+    .describe('Per asked ticker, across every article considered'),
+  articlesConsidered: z.number().int().describe('Articles Alpha Vantage returned for the query (the aggregate covers all of them)'),
+  timeSpan: TimeSpanOutput,
+  articles: z.array(ArticleOutput).describe('At most `limit` articles, most relevant to the tickers first'),
+  freshness: FreshnessOutput,
+  quota: QuotaOutput
 })
 
 export type NewsSentimentResult = z.infer<typeof NewsSentimentOutput>
-
-const SUMMARY_CHARS = 400
-
-function trimText (text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 1).trimEnd()}…`
-}
-
-function fixed (n: number | null, digits = 3): string {
-  return n === null ? 'n/a' : n.toFixed(digits)
-}
-
-export function toOutput (ticker: string, articles: Article[]): NewsSentimentResult {
-  return {
-    ticker,
-    articleCount: articles.length,
-    articles: articles.map(a => {
-      const own = a.tickerSentiment.find(t => t.ticker === ticker)
-      return {
-        title: a.title,
-        url: a.url,
-        source: a.source,
-        publishedAt: a.publishedAt,
-        summary: trimText(a.summary, SUMMARY_CHARS),
-        overallSentiment: { score: a.overallSentimentScore, label: a.overallSentimentLabel },
-        tickerSentiment: own === undefined ? null : { score: own.score, label: own.label, relevance: own.relevance }
-      }
-    })
-  }
-}
-
-export function toText (result: NewsSentimentResult): string {
-  if (result.articles.length === 0) {
-    return `No recent news articles found for ${result.ticker}. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR).`
-  }
-  const lines = [`${result.articles.length} most recent news articles for ${result.ticker}:`]
-  result.articles.forEach((a, i) => {
-    const own = a.tickerSentiment === null
-      ? `${result.ticker}: not scored`
-      : `${result.ticker}: ${a.tickerSentiment.label ?? 'n/a'} (${fixed(a.tickerSentiment.score)}, relevance ${fixed(a.tickerSentiment.relevance)})`
-    lines.push(
-      '',
-      `${i + 1}. ${a.title}`,
-      `   ${a.source}, ${a.publishedAt ?? 'time unknown'}`,
-      `   Overall: ${a.overallSentiment.label ?? 'n/a'} (${fixed(a.overallSentiment.score)}); ${own}`,
-      ...(a.summary === '' ? [] : [`   ${a.summary}`]),
-      ...(a.url === '' ? [] : [`   ${a.url}`])
-    )
-  })
-  return lines.join('\n')
-}
 
 export default async function newsSentimentTool (fastify: FastifyInstance): Promise<void> {
   fastify.mcpTool({
     name: 'get_news_sentiment',
     title: 'News sentiment for a ticker',
-    description: 'Recent financial news about one stock, crypto or forex ticker, with Alpha Vantage sentiment scores: ' +
-      'for each article the title, source, publication time (UTC), summary, overall sentiment, and the sentiment and relevance for the ticker. ' +
-      'Use it to see how the news treats a company or asset right now.',
+    description: 'How the financial news feels about a stock, crypto or forex ticker: one aggregate line ' +
+      '(relevance-weighted sentiment score and label, article counts per label, time span), then the most relevant articles ' +
+      'with their sentiment for the ticker. Optional topics, time window (e.g. timeFrom "7d") and sort. ' +
+      'For news by topic without a ticker, use get_market_news.',
     inputSchema: NewsSentimentInput,
     outputSchema: NewsSentimentOutput,
     annotations: { title: 'News sentiment for a ticker', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
-  }, async ({ ticker, limit }, { signal }) => {
-    let articles: Article[]
+  }, async (args, { signal }) => {
+    const tickers = [...new Set(args.tickers ?? [args.ticker as string])]
+    let answer
     try {
-      ({ articles } = await fastify.alphaVantage.newsSentiment({ tickers: [ticker], sort: 'LATEST', limit: Math.max(limit, 50) }, { signal }))
+      answer = await fastify.news.query(toNewsQuery({ ...args, tickers }), { signal })
     } catch (err) {
       if (err instanceof AlphaVantageError) throw new ToolError(err.message)
       throw err
     }
-    // Newest first; an article without a readable time goes last rather than away.
-    const latest = articles
-      .toSorted((a, b) => (b.publishedAt ?? '').localeCompare(a.publishedAt ?? ''))
-      .slice(0, limit)
-    const result = toOutput(ticker, latest)
-    return { content: [{ type: 'text', text: toText(result) }], structuredContent: result }
+    const { articles } = answer.feed
+    const aggregate = tickers.map(t => aggregateFor(t, articles))
+    const ranked = articles
+      .map((article, i) => ({ article, i, relevance: relevanceTo(tickers, article) }))
+      .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
+      .slice(0, args.limit)
+      .map(r => articleView(r.article, tickers))
+    const result: NewsSentimentResult = {
+      tickers,
+      aggregate,
+      articlesConsidered: articles.length,
+      timeSpan: timeSpanOf(articles),
+      articles: ranked,
+      freshness: freshnessOf(answer),
+      quota: answer.quota
+    }
+    return { content: [{ type: 'text', text: toText(result, answer) }], structuredContent: result }
   })
+}
+
+function toText (result: NewsSentimentResult, answer: Parameters<typeof noticeLines>[0]): string {
+  const span = result.timeSpan.from === null ? '' : ` · ${result.timeSpan.from} → ${result.timeSpan.to ?? ''}`
+  const lead = result.aggregate.map(a => a.score === null
+    ? `${a.ticker}: no scored articles`
+    : `${a.ticker}: ${a.label ?? ''} (weighted score ${fixed(a.score)} over ${a.articles} articles: ${countsText(a.labelCounts)})`
+  ).join(' | ') + span
+  const lines = [lead, ...noticeLines(answer)]
+  if (result.articles.length === 0) {
+    lines.push(`No news articles found for ${result.tickers.join(' + ')} with these filters. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR) or widen the time window.`)
+  } else {
+    lines.push('', `${result.articles.length} of ${result.articlesConsidered} articles, most relevant first:`)
+    result.articles.forEach((a, i) => lines.push(...articleLines(a, i)))
+  }
+  return lines.join('\n')
 }

@@ -1,0 +1,58 @@
+/**
+ * Alpha Vantage speaks US Eastern wall-clock time without a zone, both in
+ * `time_published` and in the `time_from`/`time_to` it accepts
+ * (YYYYMMDDTHHMM[SS]). These convert between that and UTC instants, with New
+ * York's offset on the day in question (EST −5 h or EDT −4 h).
+ */
+
+const eastern = new Intl.DateTimeFormat('en-US', {
+  timeZone: 'America/New_York',
+  hourCycle: 'h23',
+  year: 'numeric',
+  month: 'numeric',
+  day: 'numeric',
+  hour: 'numeric',
+  minute: 'numeric',
+  second: 'numeric'
+})
+
+function wallClock (epochMs: number): Record<string, number> {
+  const parts: Record<string, number> = {}
+  for (const p of eastern.formatToParts(new Date(epochMs))) if (p.type !== 'literal') parts[p.type] = Number(p.value)
+  return parts
+}
+
+/** Milliseconds New York's wall clock is ahead of UTC at this instant (negative). */
+function easternOffset (epochMs: number): number {
+  const p = wallClock(epochMs)
+  const asUtc = Date.UTC(p.year as number, (p.month as number) - 1, p.day, p.hour, p.minute, p.second)
+  return asUtc - Math.floor(epochMs / 1000) * 1000
+}
+
+const STAMP = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})?$/
+
+/** `YYYYMMDDTHHMM[SS]` Eastern → epoch ms, or null when it is not such a time. */
+export function easternStampToEpoch (value: unknown): number | null {
+  const m = typeof value === 'string' ? STAMP.exec(value) : null
+  if (m === null) return null
+  const [y, mo, d, h, mi, s] = m.slice(1).map(v => Number(v ?? 0)) as [number, number, number, number, number, number]
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return null
+  const wall = Date.UTC(y, mo - 1, d, h, mi, s)
+  // The offset taken at the wall time read as UTC is right except within
+  // hours of a DST switch; one correction settles it.
+  const first = wall - easternOffset(wall)
+  return wall - easternOffset(first)
+}
+
+/** `YYYYMMDDTHHMMSS` Eastern → ISO 8601 UTC (`2024-01-18T09:50:04Z`), or null. */
+export function easternToIso (value: unknown): string | null {
+  const epoch = easternStampToEpoch(value)
+  return epoch === null ? null : new Date(epoch).toISOString().replace('.000Z', 'Z')
+}
+
+/** An instant → Alpha Vantage's `YYYYMMDDTHHMM` in Eastern time. */
+export function toEasternStamp (epochMs: number): string {
+  const p = wallClock(epochMs)
+  const two = (n: number | undefined): string => String(n).padStart(2, '0')
+  return `${p.year}${two(p.month)}${two(p.day)}T${two(p.hour)}${two(p.minute)}`
+}

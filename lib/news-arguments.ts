@@ -1,0 +1,92 @@
+import { z } from 'zod'
+import { easternStampToEpoch, toEasternStamp } from './eastern-time.js'
+import type { NewsQuery } from './alpha-vantage.js'
+
+/** Stocks (AAPL, BRK.B, RDS-A), crypto (CRYPTO:BTC) and currencies (FOREX:USD), as Alpha Vantage names them. */
+export const TICKER = /^(?:(?:CRYPTO|FOREX):[A-Za-z0-9]{2,10}|[A-Za-z0-9]{1,10}(?:[.-][A-Za-z0-9]{1,4})?)$/i
+
+export const Ticker = z.string().trim()
+  .regex(TICKER, 'must be a ticker symbol such as AAPL, BRK.B, CRYPTO:BTC or FOREX:USD')
+  .transform(s => s.toUpperCase())
+
+/** Alpha Vantage's 15 NEWS_SENTIMENT topic codes. */
+export const TOPICS = [
+  'blockchain', 'earnings', 'ipo', 'mergers_and_acquisitions', 'financial_markets',
+  'economy_fiscal', 'economy_monetary', 'economy_macro', 'energy_transportation', 'finance',
+  'life_sciences', 'manufacturing', 'real_estate', 'retail_wholesale', 'technology'
+] as const
+
+export const Topic = z.enum(TOPICS)
+export const Sort = z.enum(['LATEST', 'EARLIEST', 'RELEVANCE'])
+
+const RELATIVE = /^(\d{1,4})\s*(m|min|h|d|w)$/i
+const ISO = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i
+const UNIT_MS: Record<string, number> = { m: 60_000, min: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
+/** Relative times round down to this step, so "7d" asked a minute apart is the same (cached) question. */
+const RELATIVE_STEP_MS = 15 * 60_000
+
+/** A point in time, as ISO 8601 (UTC when no zone is given), relative ("7d", "24h", "90m", "2w") or Alpha Vantage's YYYYMMDDTHHMM. */
+export function parseTime (value: string, now: number): number | string {
+  const relative = RELATIVE.exec(value)
+  if (relative !== null) {
+    const ago = Number(relative[1]) * (UNIT_MS[(relative[2] as string).toLowerCase()] as number)
+    return Math.floor((now - ago) / RELATIVE_STEP_MS) * RELATIVE_STEP_MS
+  }
+  if (ISO.test(value)) {
+    const hasZone = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(value) && value.length > 10
+    const epoch = Date.parse(hasZone || value.length === 10 ? value : `${value.replace(' ', 'T')}Z`)
+    if (Number.isFinite(epoch)) return epoch
+  }
+  const stamp = easternStampToEpoch(value)
+  if (stamp !== null) return stamp
+  return 'must be an ISO 8601 time (2024-05-01 or 2024-05-01T13:30Z), a relative time (90m, 24h, 7d, 2w), or YYYYMMDDTHHMM'
+}
+
+export const TimeArg = z.string().trim().max(40).transform((value, ctx) => {
+  const parsed = parseTime(value, Date.now())
+  if (typeof parsed === 'string') {
+    ctx.addIssue({ code: 'custom', message: parsed })
+    return z.NEVER
+  }
+  return parsed
+})
+
+export const Limit = z.number().int().min(1).max(50).default(10)
+  .describe('How many articles to return, most relevant first (1-50, default 10)')
+
+export const timeFromDescription = 'Only articles published at or after this time: ISO 8601 (2024-05-01, 2024-05-01T13:30Z) or relative to now (24h, 7d, 2w)'
+export const timeToDescription = 'Only articles published at or before this time (same forms as timeFrom)'
+
+/** Cross-argument checks shared by the news tools; each issue names its argument. */
+export function checkWindow (args: { timeFrom?: number, timeTo?: number }, ctx: z.RefinementCtx): void {
+  const now = Date.now()
+  if (args.timeFrom !== undefined && args.timeFrom > now) {
+    ctx.addIssue({ code: 'custom', path: ['timeFrom'], message: 'is in the future' })
+  }
+  if (args.timeFrom !== undefined && args.timeTo !== undefined && args.timeFrom >= args.timeTo) {
+    ctx.addIssue({ code: 'custom', path: ['timeTo'], message: 'must be later than timeFrom' })
+  }
+}
+
+/** Always 50 articles upstream (Alpha Vantage's default): a different `limit` is the same cached question. */
+export const UPSTREAM_LIMIT = 50
+
+export function toNewsQuery (args: { tickers?: string[], topics?: string[], timeFrom?: number, timeTo?: number, sort: NewsQuery['sort'] }): NewsQuery {
+  return {
+    ...(args.tickers !== undefined && { tickers: args.tickers }),
+    ...(args.topics !== undefined && { topics: args.topics }),
+    ...(args.timeFrom !== undefined && { timeFrom: toEasternStamp(args.timeFrom) }),
+    ...(args.timeTo !== undefined && { timeTo: toEasternStamp(args.timeTo) }),
+    sort: args.sort,
+    limit: UPSTREAM_LIMIT
+  }
+}
+
+/**
+ * The feed names topics for people ("Economy - Monetary", "Retail & Wholesale",
+ * "Real Estate & Construction"); this says whether such a name is the topic code.
+ */
+export function topicMatches (code: string, displayName: string): boolean {
+  const normal = displayName.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '')
+  return normal === code || normal.replace(/_and_/g, '_').startsWith(code)
+}
