@@ -28,6 +28,15 @@ const schema = {
     ALPHA_VANTAGE_BASE_URL: { type: 'string', default: ALPHA_VANTAGE_QUERY_URL },
     ALPHA_VANTAGE_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 120000, default: 10000 },
     ALPHA_VANTAGE_MAX_CONNECTIONS: { type: 'integer', minimum: 1, maximum: 256, default: 8 },
+    ALPHA_VANTAGE_DAILY_LIMIT: { type: 'integer', minimum: 1, maximum: 10000000, default: 25 },
+    ALPHA_VANTAGE_RETRIES: { type: 'integer', minimum: 0, maximum: 5, default: 2 },
+    ALPHA_VANTAGE_RETRY_BASE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 250 },
+    ALPHA_VANTAGE_CIRCUIT_THRESHOLD: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
+    ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC: { type: 'integer', minimum: 1, maximum: 3600, default: 60 },
+    NEWS_CACHE_TTL_SEC: { type: 'integer', minimum: 0, maximum: 86400, default: 300 },
+    NEWS_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 500 },
+    NEWS_CACHE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 4294967296, default: 33554432 },
+    NEWS_STALE_MAX_SEC: { type: 'integer', minimum: 0, maximum: 604800, default: 86400 },
 
     SCALEKIT_ENVIRONMENT_URL: { type: 'string' },
     SCALEKIT_CLIENT_ID: { type: 'string' },
@@ -69,6 +78,15 @@ interface RawEnv {
   ALPHA_VANTAGE_BASE_URL: string
   ALPHA_VANTAGE_TIMEOUT_MS: number
   ALPHA_VANTAGE_MAX_CONNECTIONS: number
+  ALPHA_VANTAGE_DAILY_LIMIT: number
+  ALPHA_VANTAGE_RETRIES: number
+  ALPHA_VANTAGE_RETRY_BASE_MS: number
+  ALPHA_VANTAGE_CIRCUIT_THRESHOLD: number
+  ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC: number
+  NEWS_CACHE_TTL_SEC: number
+  NEWS_CACHE_MAX_ENTRIES: number
+  NEWS_CACHE_MAX_BYTES: number
+  NEWS_STALE_MAX_SEC: number
   SCALEKIT_ENVIRONMENT_URL?: string
   SCALEKIT_CLIENT_ID?: string
   SCALEKIT_CLIENT_SECRET?: string
@@ -108,6 +126,18 @@ export interface AppConfig {
     baseUrl: string
     timeoutMs: number
     maxConnections: number
+    dailyLimit: number
+    retries: number
+    retryBaseMs: number
+    circuitThreshold: number
+    circuitCooldownMs: number
+  }
+  newsCache: {
+    ttlMs: number
+    maxEntries: number
+    maxBytes: number
+    /** How long past its TTL an answer may still be served when the upstream fails. */
+    staleMaxMs: number
   }
   auth: {
     /** `development`: no issuer configured, the built-in development issuer signs tokens. */
@@ -239,7 +269,7 @@ function readEnv (env: Env): RawEnv {
     // ajv says e.g. "env/PORT must be <= 65535": keep the variable's name, drop the prefix.
     const message = (err as Error).message.replace(/env\//g, '').split(', ')[0]
     const [variable, ...rest] = message.split(' ')
-    throw new ConfigError(variable ?? 'environment', rest.join(' '))
+    throw new ConfigError(variable, rest.join(' '))
   }
 }
 
@@ -275,14 +305,18 @@ export function loadConfig (env: Env): AppConfig {
     ? undefined
     : absoluteUrl('SCALEKIT_RESOURCE_METADATA_URL', raw.SCALEKIT_RESOURCE_METADATA_URL)
   const audienceNames = list(raw.SCALEKIT_AUDIENCE_NAME)
-  const resource =
-    raw.MCP_RESOURCE ??
-    (typeof metadataJson.resource === 'string' ? metadataJson.resource : undefined) ??
-    audienceNames.find(a => /^https?:\/\//.test(a)) ??
-    (metadataUrlSetting === undefined ? undefined : resourceForMetadataUrl(metadataUrlSetting)) ??
-    `http://localhost:${raw.PORT}/mcp`
-  absoluteUrl(raw.MCP_RESOURCE !== undefined ? 'MCP_RESOURCE' : 'resource identifier (MCP_RESOURCE)', resource)
-  if (new URL(resource).hash !== '') throw new ConfigError('MCP_RESOURCE', 'must not contain a fragment (RFC 9728 §1.2)')
+  // Each candidate keeps the name of the variable it came from, so that an
+  // error names the variable to fix.
+  const candidates: Array<[string, string | undefined]> = [
+    ['MCP_RESOURCE', raw.MCP_RESOURCE],
+    ['METADATA_JSON_RESPONSE', typeof metadataJson.resource === 'string' ? metadataJson.resource : undefined],
+    ['SCALEKIT_AUDIENCE_NAME', audienceNames.find(a => /^https?:\/\//.test(a))],
+    ['SCALEKIT_RESOURCE_METADATA_URL', metadataUrlSetting === undefined ? undefined : resourceForMetadataUrl(metadataUrlSetting)],
+    ['PORT', `http://localhost:${raw.PORT}/mcp`]
+  ]
+  const [resourceVariable, resource] = candidates.find((c): c is [string, string] => c[1] !== undefined) as [string, string]
+  absoluteUrl(resourceVariable, resource)
+  if (new URL(resource).hash !== '') throw new ConfigError(resourceVariable, 'must not give a resource identifier with a fragment (RFC 9728 §1.2)')
 
   const issuerConfigured = environmentUrl !== undefined || explicitIssuers.length > 0 || explicitJwksUri !== undefined
   const mode: AppConfig['auth']['mode'] = issuerConfigured ? 'issuer' : 'development'
@@ -337,7 +371,18 @@ export function loadConfig (env: Env): AppConfig {
       usingDemoKey: apiKey === ALPHA_VANTAGE_DEMO_KEY,
       baseUrl: raw.ALPHA_VANTAGE_BASE_URL,
       timeoutMs: raw.ALPHA_VANTAGE_TIMEOUT_MS,
-      maxConnections: raw.ALPHA_VANTAGE_MAX_CONNECTIONS
+      maxConnections: raw.ALPHA_VANTAGE_MAX_CONNECTIONS,
+      dailyLimit: raw.ALPHA_VANTAGE_DAILY_LIMIT,
+      retries: raw.ALPHA_VANTAGE_RETRIES,
+      retryBaseMs: raw.ALPHA_VANTAGE_RETRY_BASE_MS,
+      circuitThreshold: raw.ALPHA_VANTAGE_CIRCUIT_THRESHOLD,
+      circuitCooldownMs: raw.ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC * 1000
+    },
+    newsCache: {
+      ttlMs: raw.NEWS_CACHE_TTL_SEC * 1000,
+      maxEntries: raw.NEWS_CACHE_MAX_ENTRIES,
+      maxBytes: raw.NEWS_CACHE_MAX_BYTES,
+      staleMaxMs: raw.NEWS_STALE_MAX_SEC * 1000
     },
     auth: {
       mode,
