@@ -6,6 +6,7 @@ import devIssuer from './plugins/dev-issuer.js'
 import auth from './plugins/auth.js'
 import protectedResourceMetadata from './plugins/protected-resource-metadata.js'
 import alphaVantage from './plugins/alpha-vantage.js'
+import rateLimit from './plugins/rate-limit.js'
 import mcp from './plugins/mcp.js'
 import healthRoutes from './routes/health.js'
 import newsSentimentTool from './tools/news-sentiment.js'
@@ -95,6 +96,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     cacheMaxBytes: cfg.newsCache.maxBytes,
     staleMaxMs: cfg.newsCache.staleMaxMs
   })
+
+  await fastify.register(rateLimit, { max: cfg.mcp.rateLimitMax, timeWindowMs: cfg.mcp.rateLimitWindowMs })
 
   await fastify.register(mcp, {
     path: '/mcp',

@@ -67,7 +67,9 @@ const schema = {
     MCP_MAX_SESSIONS: { type: 'integer', minimum: 1, maximum: 1000000, default: 20000 },
     MCP_MAX_SESSIONS_PER_SUBJECT: { type: 'integer', minimum: 1, maximum: 1000000, default: 100 },
     MCP_STATELESS: { type: 'boolean', default: false },
-    MCP_BODY_LIMIT: { type: 'integer', minimum: 1024, maximum: 67108864, default: 1048576 }
+    MCP_BODY_LIMIT: { type: 'integer', minimum: 1024, maximum: 67108864, default: 1048576 },
+    MCP_RATE_LIMIT_MAX: { type: 'integer', minimum: 0, maximum: 100000000, default: 600 },
+    MCP_RATE_LIMIT_WINDOW_SEC: { type: 'integer', minimum: 1, maximum: 86400, default: 60 }
   }
 } as const
 
@@ -115,6 +117,8 @@ interface RawEnv {
   MCP_MAX_SESSIONS_PER_SUBJECT: number
   MCP_STATELESS: boolean
   MCP_BODY_LIMIT: number
+  MCP_RATE_LIMIT_MAX: number
+  MCP_RATE_LIMIT_WINDOW_SEC: number
 }
 
 export interface AppConfig {
@@ -173,6 +177,9 @@ export interface AppConfig {
     maxSessionsPerSubject: number
     stateless: boolean
     bodyLimit: number
+    /** Requests per subject per window on /mcp; 0 is off. */
+    rateLimitMax: number
+    rateLimitWindowMs: number
   }
 }
 
@@ -414,7 +421,9 @@ export function loadConfig (env: Env): AppConfig {
       maxSessions: raw.MCP_MAX_SESSIONS,
       maxSessionsPerSubject: raw.MCP_MAX_SESSIONS_PER_SUBJECT,
       stateless: raw.MCP_STATELESS,
-      bodyLimit: raw.MCP_BODY_LIMIT
+      bodyLimit: raw.MCP_BODY_LIMIT,
+      rateLimitMax: raw.MCP_RATE_LIMIT_MAX,
+      rateLimitWindowMs: raw.MCP_RATE_LIMIT_WINDOW_SEC * 1000
     }
   }
 }
