@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import config, { type ConfigPluginOptions } from './plugins/config.js'
 import cors from './plugins/cors.js'
+import gracefulClose from './plugins/graceful-close.js'
 import devIssuer from './plugins/dev-issuer.js'
 import auth from './plugins/auth.js'
 import protectedResourceMetadata from './plugins/protected-resource-metadata.js'
@@ -40,6 +41,8 @@ export const options: FastifyServerOptions = {
 export default async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
   await fastify.register(config, { env: opts.env })
   const { config: cfg } = fastify
+
+  await fastify.register(gracefulClose)
 
   await fastify.register(cors, { origins: cfg.mcp.allowedOrigins })
 
