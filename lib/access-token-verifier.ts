@@ -133,7 +133,7 @@ export class AccessTokenVerifier {
   #withScope (auth: AuthContext): AuthContext {
     for (const scope of this.#opts.requiredScopes) {
       if (!auth.scopes.includes(scope)) {
-        throw new AuthFailure('insufficient_scope', `the access token lacks the required scope "${this.#opts.requiredScopes.join(' ')}"`)
+        throw new AuthFailure('insufficient_scope', `the access token lacks the required scope '${this.#opts.requiredScopes.join(' ')}'`)
       }
     }
     return auth

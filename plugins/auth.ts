@@ -52,9 +52,14 @@ declare module 'fastify' {
   }
 }
 
-/** RFC 6750 §3 auth-param values are quoted-strings: escape `\` and `"`, drop what a header cannot carry. */
+/**
+ * RFC 6750 §3: `error_description` (and `scope`) values "MUST NOT include
+ * characters outside the set %x20-21 / %x23-5B / %x5D-7E", so `"` and `\`
+ * cannot even be escaped: a double quote becomes a single one, the rest of
+ * what falls outside the set is dropped.
+ */
 function quoted (value: string): string {
-  return `"${value.replace(/[\\"]/g, '\\$&').replace(/[^\x20-\x7e]/g, '')}"`
+  return `"${value.replace(/"/g, "'").replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, '')}"`
 }
 
 export function bearerChallenge (params: Record<string, string | undefined>): string {

@@ -1,4 +1,5 @@
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import fp from 'fastify-plugin'
 import type { Test } from 'tap'
 import app, { options } from '../../app.js'
 import { LocalIssuer } from './issuer.js'
@@ -16,12 +17,22 @@ export interface TestContext {
   logs: string[]
 }
 
+export interface BuildAppOptions {
+  issuer?: LocalIssuer
+  upstream?: FakeAlphaVantage
+  /**
+   * Register the root plugin unencapsulated (fastify-cli's `skipOverride`), so
+   * that tests reach its decorators (`app.jwksCache`, `app.devIssuer` …).
+   */
+  skipOverride?: boolean
+}
+
 /**
  * Builds the app exactly as production does (the root plugin with its server
  * options), against a local issuer and a fake Alpha Vantage, with the logs
  * captured; everything closes when the test ends.
  */
-export async function buildApp (t: Test, env: Record<string, string> = {}, opts: { issuer?: LocalIssuer, upstream?: FakeAlphaVantage } = {}): Promise<TestContext> {
+export async function buildApp (t: Test, env: Record<string, string> = {}, opts: BuildAppOptions = {}): Promise<TestContext> {
   const issuer = opts.issuer ?? await LocalIssuer.start()
   const upstream = opts.upstream ?? await FakeAlphaVantage.start()
   issuer.audience = [RESOURCE]
@@ -34,7 +45,7 @@ export async function buildApp (t: Test, env: Record<string, string> = {}, opts:
       stream: { write: (line: string) => { logs.push(line) } }
     }
   })
-  await fastify.register(app, {
+  await fastify.register(opts.skipOverride === true ? fp(app) : app, {
     env: {
       ...issuer.scalekitEnv(RESOURCE),
       ALPHA_VANTAGE_API_KEY: API_KEY,
@@ -83,4 +94,14 @@ export async function openSession (ctx: TestContext, protocolVersion = '2025-06-
     payload: { jsonrpc: '2.0', method: 'notifications/initialized' }
   })
   return id
+}
+
+/** Calls a tool in an open session over inject. */
+export async function callTool (ctx: TestContext, session: string, name: string, args: Record<string, unknown>, protocolVersion = '2025-06-18'): Promise<LightMyRequestResponse> {
+  return await ctx.app.inject({
+    method: 'POST',
+    url: '/mcp',
+    headers: { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': protocolVersion },
+    payload: { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name, arguments: args } }
+  })
 }

@@ -12,8 +12,12 @@ export interface SigningKey {
   publicJwk: JWK
 }
 
-/** How the JWKS endpoint behaves: tests switch it to fail in every way a real one can. */
-export type JwksMode = 'ok' | 'down' | 'slow' | 'huge' | 'malformed' | 'no-keys-array'
+/**
+ * How the JWKS endpoint behaves: tests switch it to fail in every way a real
+ * one can. `huge` streams 2 MB chunked; `huge-declared` sends 2 MB with a
+ * Content-Length that says so.
+ */
+export type JwksMode = 'ok' | 'down' | 'slow' | 'huge' | 'huge-declared' | 'malformed' | 'no-keys-array'
 
 export interface TokenOptions {
   /** Claims to add or override (`undefined` removes a default claim). */
@@ -155,6 +159,12 @@ export class LocalIssuer {
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end(JSON.stringify({ keys: this.keys.map(k => k.publicJwk), padding: 'x'.repeat(2 * 1024 * 1024) }))
         return
+      case 'huge-declared': {
+        const body = JSON.stringify({ keys: this.keys.map(k => k.publicJwk), padding: 'x'.repeat(2 * 1024 * 1024) })
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+        return
+      }
       case 'malformed':
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end('{"keys": [')
