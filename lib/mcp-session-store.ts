@@ -88,6 +88,11 @@ export class SessionStore {
     return session
   }
 
+  /** The session with this id as it is, without refreshing or expiring it. */
+  get (id: string): McpSession | undefined {
+    return this.#sessions.get(id)
+  }
+
   /** The live session with this id, refreshed; undefined when unknown or expired. */
   touch (id: string, now = Date.now()): McpSession | undefined {
     const session = this.#sessions.get(id)

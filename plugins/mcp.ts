@@ -151,7 +151,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   function checkProtocolVersion (request: FastifyRequest, reply: FastifyReply): string | undefined | false {
     const version = request.headers['mcp-protocol-version']
     if (version === undefined) return undefined
-    if (typeof version === 'string' && PROTOCOL_VERSIONS.includes(version)) return version
+    // Node joins repeated headers into one string, so the value is a string here.
+    if (PROTOCOL_VERSIONS.includes(version as string)) return version as string
     refuse(reply, 400, RpcError.ServerError, `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(version)}; supported: ${PROTOCOL_VERSIONS.join(', ')}`)
     return false
   }
@@ -189,16 +190,19 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     const onClose = (): void => { if (!reply.raw.writableEnded) controller.abort() }
     reply.raw.once('close', onClose)
     if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, controller)
+    // post() has checked that the client accepts SSE.
     let stream: ServerResponse | undefined
-    if (accepts(request.headers.accept, 'text/event-stream', 'text/*')) {
-      scope.notify = (notification) => {
-        if (controller.signal.aborted) return
-        stream ??= openSse(reply)
-        stream.write(sseEvent(notification))
-      }
+    // A tool may report progress from work it left running after it returned:
+    // once the answer is on its way, that progress has nowhere to go.
+    let answered = false
+    scope.notify = (notification) => {
+      if (answered || controller.signal.aborted) return
+      stream ??= openSse(reply)
+      stream.write(sseEvent(notification))
     }
     try {
       const response = await protocol.handle(msg, scope)
+      answered = true
       if (stream === undefined) {
         await reply.send(response)
       } else {
@@ -331,8 +335,9 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     }
     const stream = openSse(reply)
     session.stream = stream
+    // No second stream opens while this one is open (409 above), so this one is the session's.
     stream.once('close', () => {
-      if (session.stream === stream) session.stream = undefined
+      session.stream = undefined
       session.lastSeen = Date.now()
     })
   }
@@ -374,7 +379,13 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   await fastify.register(async function mcpTransport (transport) {
     // Only JSON bodies: everything else is 415 (MCP messages are UTF-8 JSON).
     transport.removeAllContentTypeParsers()
-    transport.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: opts.bodyLimit }, transport.getDefaultJsonParser('error', 'ignore'))
+    const parseJson = transport.getDefaultJsonParser('error', 'ignore')
+    transport.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: opts.bodyLimit }, function mcpJson (request, body, done) {
+      // DELETE carries no message; clients that set Content-Type on every
+      // request (the SDK with `requestInit.headers`) must still end their session.
+      if (request.method === 'DELETE' && body === '') return done(null, undefined)
+      parseJson(request, body as string, done)
+    })
 
     transport.setErrorHandler(function mcpErrors (error: FastifyError, request, reply) {
       const status = error.statusCode ?? 500
@@ -391,7 +402,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         case 'FST_ERR_CTP_INVALID_JSON_BODY':
           return refuse(reply, 400, RpcError.ParseError, 'Parse error: the body is not valid JSON')
       }
-      if (error instanceof SyntaxError) return refuse(reply, 400, RpcError.ParseError, 'Parse error: the body is not valid JSON')
+      // Errors raised by hooks (the rate limiter's 429 among them) keep their status; their message already says what to do.
+      if (status === 429) return refuse(reply, 429, RpcError.ServerError, error.message)
       return refuse(reply, status, RpcError.InvalidRequest, `Bad Request: ${error.message}`)
     })
 
