@@ -68,6 +68,8 @@ function describe (err: unknown): string {
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'the access token is signed with an algorithm that is not accepted'
   if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no signing key of the authorization server matches the access token'
+  // jose 6 does not try each candidate itself: without a `kid`, two keys of the token's algorithm are ambiguous.
+  if (err instanceof joseErrors.JWKSMultipleMatchingKeys) return 'the access token names no key id (kid) and several signing keys match it'
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'the access token signature is invalid'
   return 'the access token is malformed'
 }

@@ -37,7 +37,7 @@ async function corsPlugin (fastify: FastifyInstance, opts: CorsOptions): Promise
   const discovery: FastifyCorsOptions = { ...common, origin: '*' }
   await fastify.register(cors, {
     delegator (request, callback) {
-      const url = request.url ?? ''
+      const url = request.url
       callback(null, publicPrefixes.some(prefix => url.startsWith(prefix)) ? discovery : endpoint)
     }
   })
