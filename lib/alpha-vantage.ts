@@ -120,6 +120,10 @@ function parseArticle (raw: unknown): Article | null {
   }
 }
 
+function rateLimited (): AlphaVantageError {
+  return new AlphaVantageError('rate_limited', 'Alpha Vantage rate limit reached for this server\'s API key: wait a minute before asking again.')
+}
+
 /**
  * Alpha Vantage answers errors with HTTP 200 and one key (`Error Message`,
  * `Information`, `Note`); sort them into what the caller can do about it.
@@ -129,24 +133,28 @@ export function classifyUpstreamMessage (body: Record<string, unknown>): AlphaVa
   if (typeof errorMessage === 'string') {
     return new AlphaVantageError('invalid_request', 'Alpha Vantage rejected the query: check the ticker symbols and other arguments (an unknown or delisted ticker is the usual cause).')
   }
-  const note = body.Note
-  if (typeof note === 'string') {
-    return new AlphaVantageError('rate_limited', 'Alpha Vantage rate limit reached for this server\'s API key: wait a minute before asking again.')
-  }
+  if (typeof body.Note === 'string') return rateLimited()
   const info = body.Information
   if (typeof info === 'string') {
+    // The order matters: Alpha Vantage's limit messages also advertise its
+    // "premium plans" ("…25 requests per day. Please subscribe to any of the
+    // premium plans…"), and its burst message names both limits ("1 request
+    // per second … (25 requests per day)").
     const lower = info.toLowerCase()
-    if (lower.includes('demo')) {
+    if (/\bdemo\b/.test(lower)) {
       return new AlphaVantageError('demo_key', 'This server uses Alpha Vantage\'s public demo key, which only serves the documented example (ticker AAPL). Ask the operator to set ALPHA_VANTAGE_API_KEY.')
     }
-    if (lower.includes('premium')) {
-      return new AlphaVantageError('premium_only', 'Alpha Vantage serves this query only to premium plans; try a narrower query.')
+    if (/per second|per minute|frequency|sparingly|burst/.test(lower)) {
+      return rateLimited()
     }
     if (lower.includes('per day') || lower.includes('daily')) {
       return new AlphaVantageError('daily_limit', 'Alpha Vantage\'s daily request limit for this server\'s API key is reached (the free tier allows 25 requests a day): try again tomorrow.')
     }
-    if (lower.includes('rate limit') || lower.includes('per minute') || lower.includes('frequency')) {
-      return new AlphaVantageError('rate_limited', 'Alpha Vantage rate limit reached for this server\'s API key: wait a minute before asking again.')
+    if (lower.includes('premium')) {
+      return new AlphaVantageError('premium_only', 'Alpha Vantage serves this query only to premium plans; try a narrower query.')
+    }
+    if (lower.includes('rate limit')) {
+      return rateLimited()
     }
     if (lower.includes('invalid')) {
       return new AlphaVantageError('invalid_request', 'Alpha Vantage found the query invalid: check the ticker symbols and topics.')
@@ -210,7 +218,7 @@ export class AlphaVantageClient {
     const combined = signal === undefined ? deadline : AbortSignal.any([signal, deadline])
     this.calls++
     let statusCode: number
-    let raw: string
+    let raw: Buffer = Buffer.alloc(0)
     try {
       const res = await this.#pool.request({ method: 'GET', path, headers: { accept: 'application/json' }, signal: combined })
       statusCode = res.statusCode
@@ -231,17 +239,18 @@ export class AlphaVantageClient {
     if (statusCode >= 300) throw new AlphaVantageError('bad_response', `Alpha Vantage answered HTTP ${statusCode}; try again later.`)
     let parsed: unknown
     try {
-      parsed = JSON.parse(raw!)
+      parsed = JSON.parse(raw.toString('utf8'))
     } catch {
       throw new AlphaVantageError('bad_response', 'Alpha Vantage returned an unreadable (non-JSON) response; try again shortly.')
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new AlphaVantageError('bad_response', 'Alpha Vantage returned an unexpected response; try again shortly.')
     }
-    return { body: parsed as Record<string, unknown>, bytes: raw!.length }
+    // Bytes, not UTF-16 code units: this is what the cache's byte bound counts.
+    return { body: parsed as Record<string, unknown>, bytes: raw.length }
   }
 
-  async #readCapped (body: AsyncIterable<Buffer> & { destroy: () => void }): Promise<string> {
+  async #readCapped (body: AsyncIterable<Buffer> & { destroy: () => void }): Promise<Buffer> {
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of body) {
@@ -252,7 +261,7 @@ export class AlphaVantageClient {
       }
       chunks.push(chunk)
     }
-    return Buffer.concat(chunks).toString('utf8')
+    return Buffer.concat(chunks)
   }
 
   async close (): Promise<void> {

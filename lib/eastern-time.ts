@@ -36,12 +36,21 @@ export function easternStampToEpoch (value: unknown): number | null {
   const m = typeof value === 'string' ? STAMP.exec(value) : null
   if (m === null) return null
   const [y, mo, d, h, mi, s] = m.slice(1).map(v => Number(v ?? 0)) as [number, number, number, number, number, number]
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return null
+  if (h > 23 || mi > 59 || s > 59) return null
   const wall = Date.UTC(y, mo - 1, d, h, mi, s)
+  // Date.UTC rolls 31 February over into March: such a stamp is not a date.
+  const date = new Date(wall)
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d) return null
   // The offset taken at the wall time read as UTC is right except within
   // hours of a DST switch; one correction settles it.
   const first = wall - easternOffset(wall)
-  return wall - easternOffset(first)
+  const second = wall - easternOffset(first)
+  if (second + easternOffset(second) === wall) return second
+  // A wall time in the spring-forward gap (02:00–02:59 on the second Sunday
+  // of March) never happens; read it with the offset in force before the
+  // switch, as Temporal's "compatible" disambiguation, java.time and Python's
+  // zoneinfo do (02:05 becomes 03:05 EDT), not an hour earlier (01:05 EST).
+  return wall - easternOffset(second)
 }
 
 /** `YYYYMMDDTHHMMSS` Eastern → ISO 8601 UTC (`2024-01-18T09:50:04Z`), or null. */

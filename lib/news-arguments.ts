@@ -87,6 +87,10 @@ export function toNewsQuery (args: { tickers?: string[], topics?: string[], time
  * "Real Estate & Construction"); this says whether such a name is the topic code.
  */
 export function topicMatches (code: string, displayName: string): boolean {
+  // "Mergers & Acquisitions" normalises to mergers_acquisitions: drop the
+  // code's "and" to compare. A longer display name matches on a whole word
+  // only ("real_estate_construction" is real_estate; "financial_markets" is not finance).
   const normal = displayName.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '')
-  return normal === code || normal.replace(/_and_/g, '_').startsWith(code)
+  const bare = code.replace(/_and_/g, '_')
+  return normal === code || normal === bare || normal.startsWith(`${bare}_`)
 }

@@ -23,16 +23,18 @@ export interface MemoryCacheOptions {
   maxBytes: number
   /** Entries older than this are gone (they may still serve as stale answers until then). */
   retentionMs: number
+  /** The clock that `storedAt` was read from (default Date.now): the news service's own, when it has one. */
+  now?: () => number
 }
 
 /** In-memory LRU bounded in entries and bytes; a Map's insertion order is the recency order. */
 export class MemoryResponseCache<V> implements ResponseCache<V> {
   readonly #entries = new Map<string, CacheEntry<V>>()
-  readonly #opts: MemoryCacheOptions
+  readonly #opts: Required<MemoryCacheOptions>
   #bytes = 0
 
   constructor (opts: MemoryCacheOptions) {
-    this.#opts = opts
+    this.#opts = { now: Date.now, ...opts }
   }
 
   get retentionMs (): number {
@@ -51,7 +53,7 @@ export class MemoryResponseCache<V> implements ResponseCache<V> {
     const entry = this.#entries.get(key)
     if (entry === undefined) return undefined
     this.#entries.delete(key)
-    if (Date.now() - entry.storedAt > this.#opts.retentionMs) {
+    if (this.#opts.now() - entry.storedAt > this.#opts.retentionMs) {
       this.#bytes -= entry.bytes
       return undefined
     }

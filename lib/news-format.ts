@@ -85,21 +85,28 @@ export function countsText (counts: LabelCounts): string {
   return SENTIMENT_LABELS.filter(l => counts[l] > 0).map(l => `${counts[l]} ${l}`).join(', ')
 }
 
+/** "45 s", "12 min", "3 h": a stale answer minutes old must not read "0 min old". */
+export function ageText (seconds: number): string {
+  if (seconds < 120) return `${seconds} s`
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`
+  return `${Math.round(seconds / 3600)} h`
+}
+
 export function freshnessOf (answer: NewsAnswer): z.infer<typeof FreshnessOutput> {
   return {
     fetchedAt: answer.fetchedAt,
     ageSeconds: answer.ageSeconds,
     cached: answer.cached,
     stale: answer.stale,
-    note: answer.stale ? `Stale answer (${Math.round(answer.ageSeconds / 60)} min old): ${answer.staleReason ?? ''}`.trim() : null
+    note: answer.staleReason === undefined ? null : `Stale answer (${ageText(answer.ageSeconds)} old): ${answer.staleReason}`
   }
 }
 
 /** Lines that tell the model what it must know about the answer itself: staleness and quota. */
 export function noticeLines (answer: NewsAnswer): string[] {
   const lines: string[] = []
-  if (answer.stale) {
-    lines.push(`Note: this answer is from ${answer.fetchedAt} (${Math.round(answer.ageSeconds / 60)} min old) because Alpha Vantage could not be asked: ${answer.staleReason ?? ''}`.trim())
+  if (answer.staleReason !== undefined) {
+    lines.push(`Note: this answer is from ${answer.fetchedAt} (${ageText(answer.ageSeconds)} old) because Alpha Vantage could not be asked: ${answer.staleReason}`)
   }
   const q = answer.quota
   if (q.state === 'spent') lines.push(`Note: this server's Alpha Vantage quota for today is spent (${q.used}/${q.limit}); only cached questions can be answered until ${q.resetsAt}.`)

@@ -100,7 +100,10 @@ export class NewsService {
     this.#rollDay()
     const { dailyLimit, nearQuotaRatio } = this.#opts
     const remaining = Math.max(0, dailyLimit - this.#used)
-    const state: QuotaState = remaining === 0 ? 'spent' : this.#used >= Math.ceil(dailyLimit * nearQuotaRatio) ? 'near' : 'ok'
+    // With a small limit ceil(limit × ratio) is the limit itself (3 × 0.8 → 3):
+    // warn no later than when one request is left, so the warning ever shows.
+    const nearAt = Math.max(1, Math.min(Math.ceil(dailyLimit * nearQuotaRatio), dailyLimit - 1))
+    const state: QuotaState = remaining === 0 ? 'spent' : this.#used >= nearAt ? 'near' : 'ok'
     const resetsAt = new Date(Math.floor(this.#opts.now() / DAY_MS) * DAY_MS + DAY_MS).toISOString()
     return { state, used: this.#used, limit: dailyLimit, remaining, resetsAt }
   }

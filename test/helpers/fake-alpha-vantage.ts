@@ -10,7 +10,7 @@ export const newsFixture = JSON.parse(readFileSync(new URL('../fixtures/news-aap
 /** How the next answers go: each mode is one way the real Alpha Vantage behaves (or fails). */
 export type UpstreamMode =
   | 'ok' | 'empty' | 'error-message' | 'information-limit' | 'information-demo' | 'information-premium' | 'note'
-  | 'http-500' | 'http-503' | 'http-429' | 'bad-json' | 'not-object' | 'no-feed' | 'slow' | 'hang'
+  | 'http-500' | 'http-503' | 'http-429' | 'http-404' | 'bad-json' | 'not-object' | 'no-feed' | 'slow' | 'hang'
 
 export interface UpstreamHit {
   params: URLSearchParams
@@ -65,6 +65,7 @@ export class FakeAlphaVantage {
       case 'http-500': return this.send(res, 500, { error: 'internal' })
       case 'http-503': return this.send(res, 503, 'Service Unavailable')
       case 'http-429': return this.send(res, 429, { error: 'slow down' })
+      case 'http-404': return this.send(res, 404, { error: 'not found' })
       case 'bad-json': return this.send(res, 200, '<html>oops</html>')
       case 'not-object': return this.send(res, 200, '[1,2,3]')
       case 'no-feed': return this.send(res, 200, { items: '0' })
