@@ -134,6 +134,7 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
     request.log.info({ auth: { outcome: 'denied', reason: failure.kind, detail: failure.message } }, 'auth decision')
     if (failure.kind === 'unavailable') {
       // Not the client's fault, and not a verdict on its token: RFC 9110 §15.6.4 with Retry-After.
+      /* c8 ignore next -- the verifier's 'unavailable' failures all carry the JWKS cache's delay; 30 s only guards other callers */
       reply.header('retry-after', String(failure.retryAfterSec ?? 30))
       return reply.code(status).send({ error: 'temporarily_unavailable', error_description: failure.message })
     }
