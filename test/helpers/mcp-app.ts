@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import type { Test } from 'tap'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { z } from 'zod'
 import auth from '../../plugins/auth.js'
@@ -67,6 +67,7 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
     const fault = request.headers['x-test-fault']
     if (fault === 'crash') throw new Error('boom at /secret/path.ts:1:1')
     if (fault === 'teapot') throw Object.assign(new Error('short and stout'), { statusCode: 418 })
+    if (fault === 'busy') throw Object.assign(new Error('Rate limit exceeded, retry in 1 minute'), { statusCode: 429 })
   })
   await app.register(mcp, mcpOptions)
 
@@ -233,4 +234,13 @@ export async function readToEnd (reader: ReadableStreamDefaultReader<Uint8Array>
     if (done) return text + decoder.decode()
     text += decoder.decode(value, { stream: true })
   }
+}
+
+/** A port free on 127.0.0.1 right now, for an app whose URL must be known before it is built. */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise(resolve => server.close(resolve))
+  return port
 }

@@ -583,6 +583,12 @@ t.test('tool failures and transport errors do not leak internals', async t => {
     t.equal(res.statusCode, 418)
     t.equal(res.json().error.code, -32600)
   })
+
+  t.test('a 429 from a hook (the rate limiter) keeps its status and message', async t => {
+    const res = await postMcp(ctx.app, { jsonrpc: '2.0', id: 1, method: 'ping' }, { ...headers, 'x-test-fault': 'busy' })
+    t.equal(res.statusCode, 429)
+    t.same(res.json(), { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Rate limit exceeded, retry in 1 minute' } })
+  })
 })
 
 t.test('the endpoint answers with and without a trailing slash', async t => {

@@ -1,0 +1,98 @@
+import t from 'tap'
+import { z } from 'zod'
+import Fastify from 'fastify'
+import { McpProtocol, PROTOCOL_VERSIONS, classify, rpcError, type DispatchScope } from '../../lib/mcp-protocol.js'
+import { ToolRegistry } from '../../lib/mcp-tools.js'
+
+t.test('classify sorts messages by their JSON-RPC 2.0 shape (§4, §5)', async t => {
+  const cases: Array<[unknown, string]> = [
+    [{ jsonrpc: '2.0', id: 1, method: 'ping' }, 'request'],
+    [{ jsonrpc: '2.0', id: 'a', method: 'ping', params: {} }, 'request'],
+    [{ jsonrpc: '2.0', method: 'notifications/initialized' }, 'notification'],
+    [{ jsonrpc: '2.0', id: 1, result: {} }, 'response'],
+    [{ jsonrpc: '2.0', id: 'x', error: { code: 1, message: 'm' } }, 'response'],
+    [{ jsonrpc: '2.0', id: null, method: 'ping' }, 'invalid'], // MCP: ids are never null
+    [{ jsonrpc: '2.0', id: {}, method: 'ping' }, 'invalid'],
+    [{ jsonrpc: '2.0', id: Number.NaN, method: 'ping' }, 'invalid'],
+    [{ jsonrpc: '2.0', id: 1, method: 'ping', params: [] }, 'invalid'], // MCP params are objects
+    [{ jsonrpc: '2.0', id: 1, method: 'ping', params: null }, 'invalid'],
+    [{ jsonrpc: '2.0', id: 1, method: 7 }, 'invalid'],
+    [{ jsonrpc: '2.0', id: 1 }, 'invalid'],
+    [{ jsonrpc: '2.0', id: null, result: {} }, 'invalid'],
+    [{ jsonrpc: '1.0', id: 1, method: 'ping' }, 'invalid'],
+    [{ id: 1, method: 'ping' }, 'invalid'],
+    [null, 'invalid'],
+    ['ping', 'invalid'],
+    [[{ jsonrpc: '2.0', id: 1, method: 'ping' }], 'invalid']
+  ]
+  for (const [msg, kind] of cases) t.equal(classify(msg), kind, JSON.stringify(msg) ?? String(msg))
+})
+
+t.test('rpcError carries data only when given', async t => {
+  t.same(rpcError(1, -32602, 'bad'), { jsonrpc: '2.0', id: 1, error: { code: -32602, message: 'bad' } })
+  t.same(rpcError(null, -32602, 'bad', { field: 'x' }), { jsonrpc: '2.0', id: null, error: { code: -32602, message: 'bad', data: { field: 'x' } } })
+})
+
+t.test('PROTOCOL_VERSIONS: newest first, nothing older than 2024-11-05', async t => {
+  t.equal(PROTOCOL_VERSIONS[0], '2025-11-25')
+  t.ok(PROTOCOL_VERSIONS.includes('2025-06-18'))
+  t.ok(PROTOCOL_VERSIONS.includes('2024-11-05'))
+  t.notOk(PROTOCOL_VERSIONS.includes('2024-10-07'))
+})
+
+t.test('initialize omits instructions when there are none', async t => {
+  const protocol = new McpProtocol({ registry: new ToolRegistry(), serverInfo: { name: 's', version: '1' } })
+  const init = protocol.initialize({ protocolVersion: '2025-06-18', clientInfo: 'not an object' })
+  t.equal(init.clientInfo, undefined)
+  t.notOk('instructions' in init.result)
+  t.throws(() => protocol.initialize(undefined), { code: -32602, message: /protocolVersion/ })
+})
+
+t.test('dispatch', async t => {
+  const logs: Array<Record<string, unknown>> = []
+  const { log } = Fastify({ logger: { level: 'debug', stream: { write: (line: string) => { logs.push(JSON.parse(line) as Record<string, unknown>) } } } })
+  const registry = new ToolRegistry()
+  registry.register({
+    name: 'ordered',
+    description: 'Needs a below b',
+    inputSchema: z.object({ a: z.number(), b: z.number() }).refine(v => v.a < v.b, 'a must be below b')
+  }, ({ a, b }) => ({ content: [{ type: 'text', text: String(b - a) }] }))
+  registry.register({
+    name: 'schema_bug',
+    description: 'Its schema throws while validating',
+    inputSchema: z.object({}).superRefine(() => { throw new Error('refinement exploded at /app/x.ts:1') })
+  }, () => ({ content: [] }))
+  registry.register({
+    name: 'defaults',
+    description: 'All arguments optional',
+    inputSchema: z.object({ n: z.number().default(3) })
+  }, ({ n }, ctx) => {
+    ctx.sendProgress(1) // without a streaming transport: a no-op
+    return { content: [{ type: 'text', text: `${n} ${ctx.sessionId ?? 'no session'}` }] }
+  })
+  const protocol = new McpProtocol({ registry, serverInfo: { name: 's', version: '1' } })
+  const scope = (protocolVersion = '2025-06-18'): DispatchScope => ({ auth: null, sessionId: undefined, protocolVersion, log, signal: new AbortController().signal, notify: undefined })
+
+  t.test('an argument error at the root names "(arguments)"', async t => {
+    const res = await protocol.handle({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'ordered', arguments: { a: 2, b: 1 } } }, scope())
+    t.same(res.error, { code: -32602, message: 'Invalid arguments for tool ordered: (arguments): a must be below b' })
+    const ok = await protocol.handle({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'ordered', arguments: { a: 1, b: 3 } } }, scope())
+    t.same(ok.result, { content: [{ type: 'text', text: '2' }] })
+  })
+
+  t.test('missing arguments count as {} (tools/call "arguments" is optional)', async t => {
+    const res = await protocol.handle({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'defaults' } }, scope())
+    t.same(res.result, { content: [{ type: 'text', text: '3 no session' }] })
+  })
+
+  t.test('an unexpected failure is -32603 without details, and logged', async t => {
+    const res = await protocol.handle({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'schema_bug', arguments: {} } }, scope())
+    t.same(res, { jsonrpc: '2.0', id: 4, error: { code: -32603, message: 'Internal error' } })
+    t.ok(logs.some(l => l.msg === 'MCP request failed' && l.method === 'tools/call'))
+  })
+
+  t.test('initialize is not a method of an open session', async t => {
+    const res = await protocol.handle({ jsonrpc: '2.0', id: 5, method: 'initialize', params: { protocolVersion: '2025-06-18' } }, scope())
+    t.equal(res.error?.code, -32600)
+  })
+})
