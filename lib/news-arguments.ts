@@ -25,6 +25,12 @@ const UNIT_MS: Record<string, number> = { m: 60_000, min: 60_000, h: 3_600_000, 
 /** Relative times round down to this step, so "7d" asked a minute apart is the same (cached) question. */
 const RELATIVE_STEP_MS = 15 * 60_000
 
+function isCalendarDate (ymd: string): boolean {
+  const [y, m, d] = ymd.split('-').map(Number) as [number, number, number]
+  const date = new Date(Date.UTC(y, m - 1, d))
+  return date.getUTCMonth() === m - 1 && date.getUTCDate() === d
+}
+
 /** A point in time, as ISO 8601 (UTC when no zone is given), relative ("7d", "24h", "90m", "2w") or Alpha Vantage's YYYYMMDDTHHMM. */
 export function parseTime (value: string, now: number): number | string {
   const relative = RELATIVE.exec(value)
@@ -32,7 +38,8 @@ export function parseTime (value: string, now: number): number | string {
     const ago = Number(relative[1]) * (UNIT_MS[(relative[2] as string).toLowerCase()] as number)
     return Math.floor((now - ago) / RELATIVE_STEP_MS) * RELATIVE_STEP_MS
   }
-  if (ISO.test(value)) {
+  // Date.parse takes 2024-02-30 for March 1: check the calendar date first.
+  if (ISO.test(value) && isCalendarDate(value.slice(0, 10))) {
     const hasZone = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(value) && value.length > 10
     const epoch = Date.parse(hasZone || value.length === 10 ? value : `${value.replace(' ', 'T')}Z`)
     if (Number.isFinite(epoch)) return epoch

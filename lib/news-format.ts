@@ -85,6 +85,18 @@ export function countsText (counts: LabelCounts): string {
   return SENTIMENT_LABELS.filter(l => counts[l] > 0).map(l => `${counts[l]} ${l}`).join(', ')
 }
 
+/** "Somewhat-Bullish (weighted score 0.212 over 5 articles: 1 Neutral, 4 Somewhat-Bullish)", or that nothing was scored. */
+export function aggregateText (a: z.infer<typeof AggregateOutput>, scoreName: string): string {
+  return a.label === null
+    ? 'no scored articles'
+    : `${a.label} (${scoreName} ${fixed(a.score)} over ${a.articles} articles: ${countsText(a.labelCounts)})`
+}
+
+/** " · from → to", or nothing when no article had a time. */
+export function spanText (span: z.infer<typeof TimeSpanOutput>): string {
+  return span.from === null || span.to === null ? '' : ` · ${span.from} → ${span.to}`
+}
+
 /** "45 s", "12 min", "3 h": a stale answer minutes old must not read "0 min old". */
 export function ageText (seconds: number): string {
   if (seconds < 120) return `${seconds} s`

@@ -177,30 +177,28 @@ export class NewsService {
     })
   }
 
-  async #fetchWithRetry (query: NewsQuery): Promise<NewsFeed> {
-    for (let attempt = 0; ; attempt++) {
-      this.#rollDay()
-      this.#used++
-      try {
-        const feed = await this.#opts.client.newsSentiment(query)
-        this.#failures = 0
-        return feed
-      } catch (err) {
-        /* c8 ignore next -- the client only throws AlphaVantageError */
-        if (!(err instanceof AlphaVantageError)) throw err
-        if (err.kind === 'daily_limit') {
-          // Alpha Vantage says the day's quota is gone: believe it, stop asking until tomorrow.
-          this.#used = Math.max(this.#used, this.#opts.dailyLimit)
-        }
-        if (err.retryable && attempt < this.#opts.retries && this.quota().state !== 'spent') {
-          // Exponential backoff with full jitter.
-          await sleep(Math.random() * this.#opts.retryBaseMs * 2 ** attempt)
-          continue
-        }
-        // The upstream is broken (not just saying no): that is what the circuit counts.
-        if (err.kind === 'unavailable' || err.kind === 'bad_response') this.#failed(err)
-        throw err
+  async #fetchWithRetry (query: NewsQuery, attempt = 0): Promise<NewsFeed> {
+    this.#rollDay()
+    this.#used++
+    try {
+      const feed = await this.#opts.client.newsSentiment(query)
+      this.#failures = 0
+      return feed
+    } catch (err) {
+      // Anything else is a bug, not an upstream answer: neither retried nor counted.
+      if (!(err instanceof AlphaVantageError)) throw err
+      if (err.kind === 'daily_limit') {
+        // Alpha Vantage says the day's quota is gone: believe it, stop asking until tomorrow.
+        this.#used = Math.max(this.#used, this.#opts.dailyLimit)
       }
+      if (err.retryable && attempt < this.#opts.retries && this.quota().state !== 'spent') {
+        // Exponential backoff with full jitter.
+        await sleep(Math.random() * this.#opts.retryBaseMs * 2 ** attempt)
+        return await this.#fetchWithRetry(query, attempt + 1)
+      }
+      // The upstream is broken (not just saying no): that is what the circuit counts.
+      if (err.kind === 'unavailable' || err.kind === 'bad_response') this.#failed(err)
+      throw err
     }
   }
 

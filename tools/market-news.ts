@@ -6,7 +6,7 @@ import { Limit, Sort, TimeArg, Topic, checkWindow, timeFromDescription, timeToDe
 import { overallAggregate, timeSpanOf } from '../lib/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
-  articleLines, articleView, countsText, fixed, freshnessOf, noticeLines
+  aggregateText, articleLines, articleView, freshnessOf, noticeLines, spanText
 } from '../lib/news-format.js'
 
 export const MarketNewsInput = z.object({
@@ -71,10 +71,8 @@ export default async function marketNewsTool (fastify: FastifyInstance): Promise
       freshness: freshnessOf(answer),
       quota: answer.quota
     }
-    const a = result.aggregate
     const lines = [
-      `${topics.join(' + ')}: ${a.score === null ? 'no scored articles' : `${a.label ?? ''} (mean overall score ${fixed(a.score)} over ${a.articles} articles: ${countsText(a.labelCounts)})`}` +
-        (result.timeSpan.from === null ? '' : ` · ${result.timeSpan.from} → ${result.timeSpan.to ?? ''}`),
+      `${topics.join(' + ')}: ${aggregateText(result.aggregate, 'mean overall score')}${spanText(result.timeSpan)}`,
       ...noticeLines(answer)
     ]
     if (ranked.length === 0) {

@@ -6,7 +6,7 @@ import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, 
 import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
-  articleLines, articleView, countsText, fixed, freshnessOf, noticeLines
+  aggregateText, articleLines, articleView, freshnessOf, noticeLines, spanText
 } from '../lib/news-format.js'
 
 export const NewsSentimentInput = z.object({
@@ -79,11 +79,7 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
 }
 
 function toText (result: NewsSentimentResult, answer: Parameters<typeof noticeLines>[0]): string {
-  const span = result.timeSpan.from === null ? '' : ` · ${result.timeSpan.from} → ${result.timeSpan.to ?? ''}`
-  const lead = result.aggregate.map(a => a.score === null
-    ? `${a.ticker}: no scored articles`
-    : `${a.ticker}: ${a.label ?? ''} (weighted score ${fixed(a.score)} over ${a.articles} articles: ${countsText(a.labelCounts)})`
-  ).join(' | ') + span
+  const lead = result.aggregate.map(a => `${a.ticker}: ${aggregateText(a, 'weighted score')}`).join(' | ') + spanText(result.timeSpan)
   const lines = [lead, ...noticeLines(answer)]
   if (result.articles.length === 0) {
     lines.push(`No news articles found for ${result.tickers.join(' + ')} with these filters. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR) or widen the time window.`)

@@ -104,3 +104,25 @@ t.test('an upstream failure is an isError result; an empty feed says so', async 
   t.equal(ctx.upstream.hits.at(-1)!.params.get('sort'), 'EARLIEST')
   t.match(ctx.upstream.hits.at(-1)!.params.get('time_from'), /^\d{8}T\d{4}$/)
 })
+
+t.test('articles with little in them still read well', async t => {
+  const ctx = await buildApp(t)
+  ctx.upstream.body = {
+    feed: [
+      { title: 'Bare', topics: [{ topic: 'Technology' }] },
+      { title: 'Scored', url: 'https://wire.test/1', summary: 'Short.', time_published: '20240115T091500', overall_sentiment_score: '0.4', topics: [{ topic: 'Technology', relevance_score: '0.3' }] }
+    ]
+  }
+  const call = await toolCaller(ctx)
+  const res = await call(TOOL, { topics: ['technology'] })
+  const out = res.result?.structuredContent
+  t.same(out.articles.map((a: { title: string }) => a.title), ['Scored', 'Bare'], 'a topic without a relevance counts 0')
+  t.same(out.articles[1].overallSentiment, { score: null, label: null })
+  t.equal(out.aggregate.articles, 1, 'only the scored article counts')
+  const lines = res.text.split('\n')
+  const bare = lines.indexOf('2. Bare (unknown source, time unknown)')
+  t.ok(bare > 0, 'a header with what is unknown said so')
+  t.equal(lines[bare + 1], '   overall n/a n/a')
+  t.equal(lines.length, bare + 2, 'no empty summary or URL lines')
+  t.same(lines.slice(bare - 4, bare), ['1. Scored (unknown source, 2024-01-15T14:15:00Z)', '   overall Bullish 0.400', '   Short.', '   https://wire.test/1'])
+})

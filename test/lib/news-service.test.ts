@@ -1,0 +1,265 @@
+import t from 'tap'
+import type { FastifyBaseLogger } from 'fastify'
+import { AlphaVantageError, type NewsFeed, type NewsQuery } from '../../lib/alpha-vantage.js'
+import { MemoryResponseCache } from '../../lib/news-cache.js'
+import { NewsService, cacheKey, type NewsServiceOptions } from '../../lib/news-service.js'
+
+const DAY = 86_400_000
+
+function feed (bytes = 100): NewsFeed {
+  return { articles: [], dropped: 0, bytes }
+}
+
+/** A client whose answers the test scripts: a feed, an error, or a promise the test settles. */
+class FakeClient {
+  calls: NewsQuery[] = []
+  answers: Array<NewsFeed | Error | Promise<NewsFeed>> = []
+  fallback: NewsFeed | Error = feed()
+
+  async newsSentiment (query: NewsQuery): Promise<NewsFeed> {
+    this.calls.push(query)
+    const next = this.answers.shift() ?? this.fallback
+    if (next instanceof Error) throw next
+    return await next
+  }
+}
+
+interface Harness {
+  service: NewsService
+  client: FakeClient
+  clock: { now: number }
+  warnings: unknown[]
+}
+
+function harness (opts: Partial<NewsServiceOptions> = {}): Harness {
+  const clock = { now: Date.UTC(2024, 4, 20, 12) }
+  const now = (): number => clock.now
+  const client = new FakeClient()
+  const warnings: unknown[] = []
+  const service = new NewsService({
+    client,
+    cache: new MemoryResponseCache<NewsFeed>({ maxEntries: 10, maxBytes: 10_000, retentionMs: DAY, now }),
+    ttlMs: 60_000,
+    dailyLimit: 25,
+    retries: 2,
+    retryBaseMs: 0,
+    circuitThreshold: 3,
+    circuitCooldownMs: 30_000,
+    log: { warn: (...args: unknown[]) => { warnings.push(args) } } as unknown as FastifyBaseLogger,
+    now,
+    ...opts
+  })
+  return { service, client, clock, warnings }
+}
+
+const unavailable = (): AlphaVantageError => new AlphaVantageError('unavailable', 'Alpha Vantage is unavailable (HTTP 503); try again shortly.', true)
+const AAPL: NewsQuery = { tickers: ['AAPL'], sort: 'LATEST', limit: 50 }
+
+t.test('the cache key is the question, however it is spelled', async t => {
+  t.equal(cacheKey({ tickers: ['msft', 'AAPL'], topics: ['ipo', 'earnings'] }), cacheKey({ tickers: ['AAPL', 'MSFT'], topics: ['earnings', 'ipo'], sort: 'LATEST', limit: 50 }))
+  t.not(cacheKey({ tickers: ['AAPL'] }), cacheKey({ tickers: ['AAPL'], timeFrom: '20240101T0000' }))
+  t.not(cacheKey({ tickers: ['AAPL'] }), cacheKey({ tickers: ['AAPL'], timeTo: '20240101T0000' }))
+  t.not(cacheKey({ tickers: ['AAPL'] }), cacheKey({ tickers: ['AAPL'], sort: 'EARLIEST' }))
+  t.not(cacheKey({ topics: ['ipo'] }), cacheKey({ tickers: ['ipo'] }))
+})
+
+t.test('fresh for the TTL, then asked again', async t => {
+  const { service, client, clock } = harness()
+  const first = await service.query(AAPL)
+  t.equal(first.cached, false)
+  t.equal(first.fetchedAt, new Date(clock.now).toISOString())
+  clock.now += 59_999
+  const second = await service.query({ ...AAPL, tickers: ['aapl'] })
+  t.equal(second.cached, true)
+  t.equal(second.ageSeconds, 60)
+  t.equal(client.calls.length, 1)
+  clock.now += 1
+  const third = await service.query(AAPL)
+  t.equal(third.cached, false)
+  t.equal(client.calls.length, 2)
+  t.equal(service.used, 2)
+})
+
+t.test('the daily quota: near, spent, reset at midnight UTC', async t => {
+  const { service, client, clock } = harness({ dailyLimit: 5 })
+  clock.now = Date.UTC(2024, 4, 20, 23, 59)
+  const states = []
+  for (let i = 0; i < 5; i++) states.push((await service.query({ tickers: [`T${i}`] })).quota.state)
+  t.same(states, ['ok', 'ok', 'ok', 'near', 'spent'], 'near from 80 % (4 of 5)')
+  const q = service.quota()
+  t.same(q, { state: 'spent', used: 5, limit: 5, remaining: 0, resetsAt: '2024-05-21T00:00:00.000Z' })
+  await t.rejects(service.query({ tickers: ['NEW'] }), { kind: 'daily_limit', message: /used its 5 Alpha Vantage requests for today; new questions can be answered after 2024-05-21T00:00:00\.000Z/ })
+  t.equal(client.calls.length, 5)
+  t.equal((await service.query({ tickers: ['T0'] })).cached, true, 'a cached question still answers')
+
+  clock.now = Date.UTC(2024, 4, 21, 0, 0)
+  t.equal(service.used, 0, 'a new UTC day')
+  t.same(service.quota(), { state: 'ok', used: 0, limit: 5, remaining: 5, resetsAt: '2024-05-22T00:00:00.000Z' })
+  t.equal((await service.query({ tickers: ['NEW'] })).cached, false)
+  t.equal(client.calls.length, 6)
+})
+
+t.test('small limits still warn before they are spent', async t => {
+  for (const [limit, nearAt] of [[2, 1], [3, 2], [4, 3], [25, 20]] as const) {
+    const { service } = harness({ dailyLimit: limit })
+    const states = []
+    for (let i = 0; i < limit; i++) states.push((await service.query({ tickers: [`T${i}`] })).quota.state)
+    t.equal(states.indexOf('near'), nearAt - 1, `limit ${limit}: near after ${nearAt}`)
+    t.equal(states.at(-1), 'spent')
+  }
+  const { service } = harness({ dailyLimit: 1 })
+  t.equal(service.quota().state, 'ok', 'limit 1: nothing to warn about before the one call')
+})
+
+t.test('an upstream daily-limit answer spends the quota at once', async t => {
+  const { service, client } = harness()
+  client.answers = [new AlphaVantageError('daily_limit', 'daily limit')]
+  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'daily_limit' })
+  t.equal(service.quota().state, 'spent')
+  await t.rejects(service.query({ tickers: ['MSFT'] }), { message: /used its 25 Alpha Vantage requests/ })
+  t.equal(client.calls.length, 1)
+})
+
+t.test('concurrent identical questions share one upstream call', async t => {
+  const { service, client } = harness()
+  let release!: (f: NewsFeed) => void
+  client.answers = [new Promise<NewsFeed>(resolve => { release = resolve })]
+  const answers = Promise.all([service.query(AAPL), service.query({ ...AAPL }), service.query({ tickers: ['aapl'] })])
+  await new Promise(resolve => setImmediate(resolve))
+  const shared = feed(123)
+  release(shared)
+  const got = await answers
+  t.equal(client.calls.length, 1)
+  for (const a of got) t.equal(a.feed, shared)
+  t.equal(service.used, 1)
+  // The call is over: the next question after the TTL is a new call.
+  t.equal((await service.query({ tickers: ['MSFT'] })).cached, false)
+  t.equal(client.calls.length, 2)
+})
+
+t.test('one waiter cancelling does not cancel the shared call', async t => {
+  const { service, client } = harness()
+  let release!: (f: NewsFeed) => void
+  client.answers = [new Promise<NewsFeed>(resolve => { release = resolve })]
+  const controller = new AbortController()
+  const cancelled = service.query(AAPL, { signal: controller.signal })
+  const waiting = service.query(AAPL, { signal: new AbortController().signal })
+  await new Promise(resolve => setImmediate(resolve))
+  controller.abort()
+  await t.rejects(cancelled, { kind: 'unavailable', message: 'The request was cancelled.' })
+  release(feed(7))
+  const answer = await waiting
+  t.equal(answer.feed.bytes, 7, 'the other waiter got the answer')
+  t.equal(client.calls.length, 1)
+  t.equal((await service.query(AAPL)).cached, true, 'and it was cached')
+
+  const aborted = new AbortController()
+  aborted.abort()
+  await t.rejects(service.query({ tickers: ['MSFT'] }, { signal: aborted.signal }), { message: 'The request was cancelled.' })
+})
+
+t.test('a cancelled caller gets no stale answer', async t => {
+  const { service, client, clock } = harness()
+  await service.query(AAPL)
+  clock.now += 120_000
+  const controller = new AbortController()
+  client.answers = [new Promise<NewsFeed>(() => {})]
+  const pending = service.query(AAPL, { signal: controller.signal })
+  await new Promise(resolve => setImmediate(resolve))
+  controller.abort()
+  await t.rejects(pending, { message: 'The request was cancelled.' })
+})
+
+t.test('retries: only timeouts and 5xx, with the quota in mind', async t => {
+  const a = harness()
+  a.client.answers = [unavailable(), unavailable()]
+  t.equal((await a.service.query(AAPL)).cached, false, 'two failures, then an answer')
+  t.equal(a.client.calls.length, 3)
+  t.equal(a.service.used, 3, 'each attempt counts against the quota')
+
+  const b = harness()
+  b.client.fallback = unavailable()
+  await t.rejects(b.service.query(AAPL), { name: 'AlphaVantageError', kind: 'unavailable' })
+  t.equal(b.client.calls.length, 3, '1 + retries')
+
+  for (const kind of ['rate_limited', 'invalid_request', 'premium_only', 'demo_key', 'bad_response'] as const) {
+    const c = harness()
+    c.client.fallback = new AlphaVantageError(kind, kind)
+    await t.rejects(c.service.query(AAPL), { name: 'AlphaVantageError', kind })
+    t.equal(c.client.calls.length, 1, `${kind}: no retry`)
+  }
+
+  const d = harness({ dailyLimit: 2, retries: 5 })
+  d.client.fallback = unavailable()
+  await t.rejects(d.service.query(AAPL), { name: 'AlphaVantageError', kind: 'unavailable' })
+  t.equal(d.client.calls.length, 2, 'no retry past the quota')
+
+  const e = harness()
+  e.client.fallback = new TypeError('a bug')
+  await t.rejects(e.service.query(AAPL), TypeError, 'anything else is not retried or dressed up')
+  t.equal(e.client.calls.length, 1)
+})
+
+t.test('stale-if-error', async t => {
+  const { service, client, clock } = harness({ retries: 0 })
+  const good = await service.query(AAPL)
+  clock.now += 120_000
+  client.answers = [unavailable()]
+  const stale = await service.query(AAPL)
+  t.equal(stale.stale, true)
+  t.equal(stale.cached, true)
+  t.equal(stale.feed, good.feed)
+  t.equal(stale.ageSeconds, 120)
+  t.equal(stale.staleReason, unavailable().message)
+
+  client.answers = [new AlphaVantageError('invalid_request', 'bad ticker')]
+  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'invalid_request' }, 'a wrong question is not answered from the past')
+})
+
+t.test('the circuit: opens after the threshold, serves stale, reopens after the cooldown', async t => {
+  const { service, client, clock, warnings } = harness({ retries: 0, circuitThreshold: 2 })
+  await service.query({ tickers: ['OLD'] })
+  client.fallback = unavailable()
+  clock.now += 120_000
+  await service.query({ tickers: ['OLD'] }) // stale, but a failure all the same
+  t.equal(service.circuitOpen, false)
+  client.answers = [new AlphaVantageError('rate_limited', 'slow down')]
+  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'rate_limited' })
+  t.equal(service.circuitOpen, false, 'a "no" from a working upstream is not a failure')
+  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'unavailable' })
+  t.equal(service.circuitOpen, true)
+  t.equal(warnings.length, 1, 'the opening is logged')
+  const calls = client.calls.length
+
+  clock.now += 10_000
+  await t.rejects(service.query(AAPL), { kind: 'unavailable', message: /stops calling it for 20 s/ })
+  const stale = await service.query({ tickers: ['OLD'] })
+  t.equal(stale.stale, true)
+  t.match(stale.staleReason, /stops calling it for 20 s/)
+  t.equal(client.calls.length, calls, 'the open circuit makes no calls')
+
+  clock.now += 20_000
+  t.equal(service.circuitOpen, false)
+  client.fallback = feed()
+  t.equal((await service.query(AAPL)).cached, false, 'after the cooldown the upstream is asked again')
+  t.equal(client.calls.length, calls + 1)
+})
+
+t.test('defaults: the wall clock, an 80 % warning, no logger needed', async t => {
+  const client = new FakeClient()
+  const service = new NewsService({
+    client,
+    cache: new MemoryResponseCache<NewsFeed>({ maxEntries: 10, maxBytes: 10_000, retentionMs: DAY }),
+    ttlMs: 60_000,
+    dailyLimit: 5,
+    retries: 0,
+    retryBaseMs: 0,
+    circuitThreshold: 1,
+    circuitCooldownMs: 1000
+  })
+  const answer = await service.query(AAPL)
+  t.ok(Math.abs(Date.parse(answer.fetchedAt) - Date.now()) < 5000)
+  client.fallback = unavailable()
+  await t.rejects(service.query({ tickers: ['MSFT'] }))
+  t.equal(service.circuitOpen, true, 'opened without a logger to tell')
+})
