@@ -91,6 +91,10 @@ export interface DispatchScope {
   notify: ((notification: JsonRpcNotification) => void) | undefined
 }
 
+function failedUnexpectedly (tool: string): CallToolResult {
+  return { content: [{ type: 'text', text: `The tool ${tool} failed unexpectedly; try again later.` }], isError: true }
+}
+
 function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: string }>): string {
   return issues.map(i => `${i.path.length > 0 ? i.path.map(String).join('.') : '(arguments)'}: ${i.message}`).join('; ')
 }
@@ -189,12 +193,24 @@ export class McpProtocol {
           })
         : () => {}
     }
+    let result: CallToolResult
     try {
-      return await tool.handler(parsed.data, ctx)
+      result = await tool.handler(parsed.data, ctx)
     } catch (err) {
       if (err instanceof ToolError) return { content: [{ type: 'text', text: err.message }], isError: true }
       scope.log.error({ err, tool: name }, 'tool failed')
-      return { content: [{ type: 'text', text: `The tool ${name} failed unexpectedly; try again later.` }], isError: true }
+      return failedUnexpectedly(name)
     }
+    if (tool.outputSchema === undefined || result.isError === true) return result
+    // MCP tools "Output Schema": servers MUST return structured results that
+    // conform to it; clients reject the whole result otherwise. A tool bug is
+    // caught here, where it is logged, rather than in every client.
+    const output = tool.outputSchema.safeParse(result.structuredContent)
+    if (!output.success) {
+      scope.log.error({ tool: name, issues: formatIssues(output.error.issues) }, 'tool result does not match its outputSchema')
+      return failedUnexpectedly(name)
+    }
+    // The advertised JSON Schema describes what parsing yields (no unknown keys).
+    return { ...result, structuredContent: output.data }
   }
 }

@@ -49,6 +49,7 @@ export class ToolError extends Error {
 export interface RegisteredTool {
   definition: Tool
   inputSchema: ObjectSchema
+  outputSchema: ObjectSchema | undefined
   handler: ToolHandler<ObjectSchema, ObjectSchema>
 }
 
@@ -92,7 +93,12 @@ export class ToolRegistry {
       ...(def.outputSchema !== undefined && { outputSchema: jsonSchemaOf(def.outputSchema, 'output', `tool "${def.name}" outputSchema`) }),
       ...(def.annotations !== undefined && { annotations: def.annotations })
     }
-    this.#tools.set(def.name, { definition, inputSchema: def.inputSchema, handler: handler as unknown as ToolHandler<ObjectSchema, ObjectSchema> })
+    this.#tools.set(def.name, {
+      definition,
+      inputSchema: def.inputSchema,
+      outputSchema: def.outputSchema,
+      handler: handler as unknown as ToolHandler<ObjectSchema, ObjectSchema>
+    })
     this.#listResult = undefined
   }
 

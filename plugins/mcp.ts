@@ -139,9 +139,10 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       refuse(reply, 400, RpcError.ServerError, 'Bad Request: Mcp-Session-Id header is required; send initialize first')
       return undefined
     }
-    const session = sessions.touch(id)
-    // Another subject's session answers exactly like an unknown one: no oracle for valid ids.
-    if (session === undefined || session.subject !== subjectOf(request)) {
+    // Another subject's session answers exactly like an unknown one (no oracle
+    // for valid ids), and its use does not keep that session alive.
+    const session = sessions.get(id)
+    if (session === undefined || session.subject !== subjectOf(request) || sessions.touch(id) === undefined) {
       refuse(reply, 404, RpcError.SessionNotFound, 'Session not found: it expired or was closed; initialize a new session')
       return undefined
     }
@@ -209,7 +210,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         stream.end(sseEvent(response))
       }
     } finally {
-      session?.inflight?.delete(msg.id)
+      // A client reusing an id while the first call runs must not unregister the other call.
+      if (session?.inflight?.get(msg.id) === controller) session.inflight.delete(msg.id)
       reply.raw.removeListener('close', onClose)
     }
   }
@@ -412,7 +414,9 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       if (opts.stateless) {
         transport.route({ method: ['GET', 'DELETE'], url, onRequest, handler: methodNotAllowed })
       } else {
-        transport.get(url, { onRequest }, get)
+        // No automatic HEAD route: a HEAD would run get() and hold the
+        // session's one stream open with nothing to carry it.
+        transport.get(url, { onRequest, exposeHeadRoute: false }, get)
         transport.delete(url, { onRequest }, del)
       }
     }

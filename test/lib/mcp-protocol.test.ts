@@ -70,6 +70,15 @@ t.test('dispatch', async t => {
     ctx.sendProgress(1) // without a streaming transport: a no-op
     return { content: [{ type: 'text', text: `${n} ${ctx.sessionId ?? 'no session'}` }] }
   })
+  const Out = z.object({ n: z.number() })
+  registry.register({ name: 'extra_keys', description: 'Returns more than it declares', inputSchema: z.object({}), outputSchema: Out },
+    () => ({ content: [{ type: 'text', text: '1' }], structuredContent: { n: 1, internal: 'x' } as unknown as { n: number } }))
+  registry.register({ name: 'wrong_type', description: 'Breaks its schema', inputSchema: z.object({}), outputSchema: Out },
+    () => ({ content: [{ type: 'text', text: '1' }], structuredContent: { n: 'one' } as unknown as { n: number } }))
+  registry.register({ name: 'no_structured', description: 'Forgets structuredContent', inputSchema: z.object({}), outputSchema: Out },
+    () => ({ content: [{ type: 'text', text: '1' }] }))
+  registry.register({ name: 'error_result', description: 'Fails politely', inputSchema: z.object({}), outputSchema: Out },
+    () => ({ content: [{ type: 'text', text: 'upstream down' }], isError: true }))
   const protocol = new McpProtocol({ registry, serverInfo: { name: 's', version: '1' } })
   const scope = (protocolVersion = '2025-06-18'): DispatchScope => ({ auth: null, sessionId: undefined, protocolVersion, log, signal: new AbortController().signal, notify: undefined })
 
@@ -89,6 +98,17 @@ t.test('dispatch', async t => {
     const res = await protocol.handle({ jsonrpc: '2.0', id: 4, method: 'tools/call', params: { name: 'schema_bug', arguments: {} } }, scope())
     t.same(res, { jsonrpc: '2.0', id: 4, error: { code: -32603, message: 'Internal error' } })
     t.ok(logs.some(l => l.msg === 'MCP request failed' && l.method === 'tools/call'))
+  })
+
+  t.test('results are checked against the outputSchema (tools "Output Schema")', async t => {
+    const call = async (name: string): Promise<Record<string, unknown>> =>
+      (await protocol.handle({ jsonrpc: '2.0', id: name, method: 'tools/call', params: { name } }, scope())).result as Record<string, unknown>
+    t.same(await call('extra_keys'), { content: [{ type: 'text', text: '1' }], structuredContent: { n: 1 } }, 'undeclared keys are dropped')
+    for (const name of ['wrong_type', 'no_structured']) {
+      t.same(await call(name), { content: [{ type: 'text', text: `The tool ${name} failed unexpectedly; try again later.` }], isError: true }, name)
+    }
+    t.ok(logs.some(l => l.msg === 'tool result does not match its outputSchema' && l.tool === 'wrong_type' && String(l.issues).startsWith('n: ')))
+    t.same(await call('error_result'), { content: [{ type: 'text', text: 'upstream down' }], isError: true }, 'error results need no structuredContent')
   })
 
   t.test('initialize is not a method of an open session', async t => {

@@ -186,6 +186,17 @@ t.test('session lifecycle (transports "Session Management")', async t => {
     t.equal(own.statusCode, 200, 'the owner still uses it')
   })
 
+  t.test("another subject's attempts do not keep the session alive", async t => {
+    const session = await openSession(ctx)
+    const other = await ctx.issuer.token({ claims: { sub: 'user_456' } })
+    const realNow = Date.now
+    t.teardown(() => { Date.now = realNow })
+    Date.now = () => realNow() + 700
+    t.equal((await postMcp(ctx.app, ping, mcpHeaders(other, session))).statusCode, 404)
+    Date.now = () => realNow() + 1400
+    t.equal((await postMcp(ctx.app, ping, mcpHeaders(ctx.token, session))).statusCode, 404, 'idle since its owner last used it')
+  })
+
   t.test('DELETE ends the session; afterwards it is 404', async t => {
     const session = await openSession(ctx)
     const del = await ctx.app.inject({ method: 'DELETE', url: '/mcp', headers: mcpHeaders(ctx.token, session, '2025-06-18') })
@@ -322,6 +333,9 @@ t.test('GET opens one standalone SSE stream per session (transports "Listening f
 
   const second = await fetch(`${base}/mcp`, { headers })
   t.equal(second.status, 409)
+  // HEAD is not served: it would take the session's one stream and carry nothing.
+  const head = await fetch(`${base}/mcp`, { method: 'HEAD', headers })
+  t.equal(head.status, 404)
   t.equal(((await second.json()) as { error: { code: number } }).error.code, -32000)
 
   first.abort()
@@ -512,6 +526,21 @@ t.test('cancellation (basic/utilities "Cancellation")', async t => {
     t.equal(messages[0]?.method, 'notifications/progress')
     t.equal(messages[1]?.id, 'call-1')
     t.equal(ctx.app.mcpSessions.get(session)?.inflight?.size, 0, 'the finished call is forgotten')
+  })
+
+  t.test('a request id reused while the first call runs stays cancellable', async t => {
+    const ctx = await buildMcpApp(t, {}, { issuer })
+    const session = await initSession(ctx.app, ctx.token)
+    const headers = mcpHeaders(ctx.token, session)
+    const first = postMcp(ctx.app, toolCall('hold', {}, 'dup'), headers)
+    await ctx.probe.holding
+    const second = postMcp(ctx.app, toolCall('wait_for_cancel', {}, 'dup'), headers)
+    const signal = await ctx.probe.started
+    ctx.probe.release()
+    t.equal((await first).json().result.content[0].text, 'held and finished')
+    await postMcp(ctx.app, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'dup' } }, headers)
+    t.equal(signal.aborted, true, 'the running call with that id was cancelled')
+    t.equal((await second).json().result.isError, true)
   })
 
   t.test('ending the session aborts its calls in flight', async t => {
