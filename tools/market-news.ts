@@ -1,12 +1,12 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import { AlphaVantageError, type Article } from '../lib/alpha-vantage.js'
-import { ToolError } from '../plugins/mcp.js'
+import type { Article } from '../lib/alpha-vantage.js'
+import { NewsResponder } from '../lib/news-responder.js'
 import { Limit, Sort, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, topicMatches } from '../lib/news-arguments.js'
 import { overallAggregate, timeSpanOf } from '../lib/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
-  aggregateText, articleLines, articleView, freshnessOf, noticeLines, spanText
+  aggregateText, articleLines, articleView, spanText
 } from '../lib/news-format.js'
 
 export const MarketNewsInput = z.object({
@@ -38,6 +38,7 @@ function topicRelevance (topics: string[], article: Article): number {
 }
 
 export default async function marketNewsTool (fastify: FastifyInstance): Promise<void> {
+  const responder = new NewsResponder<MarketNewsResult>(fastify.news)
   fastify.mcpTool({
     name: 'get_market_news',
     title: 'Market news by topic',
@@ -49,38 +50,27 @@ export default async function marketNewsTool (fastify: FastifyInstance): Promise
     annotations: { title: 'Market news by topic', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, { signal }) => {
     const topics = [...new Set(args.topics)]
-    let answer
-    try {
-      answer = await fastify.news.query(toNewsQuery({ ...args, topics }), { signal })
-    } catch (err) {
-      if (err instanceof AlphaVantageError) throw new ToolError(err.message)
-      throw err
-    }
-    const { articles } = answer.feed
-    const ranked = articles
-      .map((article, i) => ({ article, i, relevance: topicRelevance(topics, article) }))
-      .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
-      .slice(0, args.limit)
-      .map(r => ({ ...articleView(r.article, []), topicRelevance: Number(r.relevance.toFixed(6)) }))
-    const result: MarketNewsResult = {
-      topics,
-      aggregate: overallAggregate(articles),
-      articlesConsidered: articles.length,
-      timeSpan: timeSpanOf(articles),
-      articles: ranked,
-      freshness: freshnessOf(answer),
-      quota: answer.quota
-    }
-    const lines = [
-      `${topics.join(' + ')}: ${aggregateText(result.aggregate, 'mean overall score')}${spanText(result.timeSpan)}`,
-      ...noticeLines(answer)
-    ]
-    if (ranked.length === 0) {
-      lines.push('No news articles found for these topics and time window; widen the window or drop a topic.')
-    } else {
-      lines.push('', `${ranked.length} of ${articles.length} articles, most relevant first:`)
-      ranked.forEach((r, i) => lines.push(...articleLines(r, i)))
-    }
-    return { content: [{ type: 'text', text: lines.join('\n') }], structuredContent: result }
+    return await responder.respond(toNewsQuery({ ...args, topics }), String(args.limit), signal, feed => {
+      const { articles } = feed
+      const ranked = articles
+        .map((article, i) => ({ article, i, relevance: topicRelevance(topics, article) }))
+        .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
+        .slice(0, args.limit)
+        .map(r => ({ ...articleView(r.article, []), topicRelevance: Number(r.relevance.toFixed(6)) }))
+      const fields = {
+        topics,
+        aggregate: overallAggregate(articles),
+        articlesConsidered: articles.length,
+        timeSpan: timeSpanOf(articles),
+        articles: ranked
+      }
+      return {
+        fields,
+        lead: `${topics.join(' + ')}: ${aggregateText(fields.aggregate, 'mean overall score')}${spanText(fields.timeSpan)}`,
+        body: ranked.length === 0
+          ? 'No news articles found for these topics and time window; widen the window or drop a topic.'
+          : ['', `${ranked.length} of ${articles.length} articles, most relevant first:`, ...ranked.flatMap(articleLines)].join('\n')
+      }
+    })
   })
 }

@@ -1,12 +1,11 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import { AlphaVantageError } from '../lib/alpha-vantage.js'
-import { ToolError } from '../plugins/mcp.js'
+import { NewsResponder } from '../lib/news-responder.js'
 import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news-arguments.js'
 import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
-  aggregateText, articleLines, articleView, freshnessOf, noticeLines, spanText
+  aggregateText, articleLines, articleView, spanText
 } from '../lib/news-format.js'
 
 export const NewsSentimentInput = z.object({
@@ -39,6 +38,7 @@ export const NewsSentimentOutput = z.object({
 export type NewsSentimentResult = z.infer<typeof NewsSentimentOutput>
 
 export default async function newsSentimentTool (fastify: FastifyInstance): Promise<void> {
+  const responder = new NewsResponder<NewsSentimentResult>(fastify.news)
   fastify.mcpTool({
     name: 'get_news_sentiment',
     title: 'News sentiment for a ticker',
@@ -50,42 +50,28 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
     outputSchema: NewsSentimentOutput,
     annotations: { title: 'News sentiment for a ticker', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, { signal }) => {
-    const tickers = [...new Set(args.tickers ?? [args.ticker as string])]
-    let answer
-    try {
-      answer = await fastify.news.query(toNewsQuery({ ...args, tickers }), { signal })
-    } catch (err) {
-      if (err instanceof AlphaVantageError) throw new ToolError(err.message)
-      throw err
-    }
-    const { articles } = answer.feed
-    const aggregate = tickers.map(t => aggregateFor(t, articles))
-    const ranked = articles
-      .map((article, i) => ({ article, i, relevance: relevanceTo(tickers, article) }))
-      .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
-      .slice(0, args.limit)
-      .map(r => articleView(r.article, tickers))
-    const result: NewsSentimentResult = {
-      tickers,
-      aggregate,
-      articlesConsidered: articles.length,
-      timeSpan: timeSpanOf(articles),
-      articles: ranked,
-      freshness: freshnessOf(answer),
-      quota: answer.quota
-    }
-    return { content: [{ type: 'text', text: toText(result, answer) }], structuredContent: result }
+    // `ticker` and `tickers` together mean all of them.
+    const tickers = [...new Set([...(args.ticker === undefined ? [] : [args.ticker]), ...(args.tickers ?? [])])]
+    return await responder.respond(toNewsQuery({ ...args, tickers }), `${tickers.join(',')}|${args.limit}`, signal, feed => {
+      const { articles } = feed
+      const fields = {
+        tickers,
+        aggregate: tickers.map(t => aggregateFor(t, articles)),
+        articlesConsidered: articles.length,
+        timeSpan: timeSpanOf(articles),
+        articles: articles
+          .map((article, i) => ({ article, i, relevance: relevanceTo(tickers, article) }))
+          .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
+          .slice(0, args.limit)
+          .map(r => articleView(r.article, tickers))
+      }
+      return {
+        fields,
+        lead: fields.aggregate.map(a => `${a.ticker}: ${aggregateText(a, 'weighted score')}`).join(' | ') + spanText(fields.timeSpan),
+        body: fields.articles.length === 0
+          ? `No news articles found for ${tickers.join(' + ')} with these filters. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR) or widen the time window.`
+          : ['', `${fields.articles.length} of ${articles.length} articles, most relevant first:`, ...fields.articles.flatMap(articleLines)].join('\n')
+      }
+    })
   })
-}
-
-function toText (result: NewsSentimentResult, answer: Parameters<typeof noticeLines>[0]): string {
-  const lead = result.aggregate.map(a => `${a.ticker}: ${aggregateText(a, 'weighted score')}`).join(' | ') + spanText(result.timeSpan)
-  const lines = [lead, ...noticeLines(answer)]
-  if (result.articles.length === 0) {
-    lines.push(`No news articles found for ${result.tickers.join(' + ')} with these filters. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR) or widen the time window.`)
-  } else {
-    lines.push('', `${result.articles.length} of ${result.articlesConsidered} articles, most relevant first:`)
-    result.articles.forEach((a, i) => lines.push(...articleLines(a, i)))
-  }
-  return lines.join('\n')
 }
