@@ -13,9 +13,9 @@ import healthRoutes from './routes/health.js'
 import newsSentimentTool from './tools/news-sentiment.js'
 import marketNewsTool from './tools/market-news.js'
 
-// app.ts runs from the project root under tests and from dist/ in production.
-const pkgUrl = import.meta.url.includes('/dist/') ? new URL('../package.json', import.meta.url) : new URL('./package.json', import.meta.url)
-const pkg = JSON.parse(readFileSync(pkgUrl, 'utf8')) as { name: string, version: string }
+// app.ts runs from the project root under tests and as dist/app.js in production.
+const projectRoot = new URL('.', import.meta.url).href.replace(/\/dist\/$/, '/')
+const pkg = JSON.parse(readFileSync(new URL('package.json', projectRoot), 'utf8')) as { name: string, version: string }
 
 export type AppOptions = ConfigPluginOptions
 

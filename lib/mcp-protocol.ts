@@ -106,6 +106,8 @@ function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: str
  */
 export class McpProtocol {
   readonly #registry: ToolRegistry
+  /** Tool results already checked against their outputSchema, and what the check made of them. */
+  readonly #checked = new WeakMap<CallToolResult, CallToolResult>()
   readonly #serverInfo: ServerInfo
   readonly #instructions: string | undefined
 
@@ -202,6 +204,11 @@ export class McpProtocol {
       return failedUnexpectedly(name)
     }
     if (tool.outputSchema === undefined || result.isError === true) return result
+    // A tool that hands back the same result object again (answered from a
+    // cache) was checked already: reuse the checked object, so that its
+    // serialization can be reused too.
+    const known = this.#checked.get(result)
+    if (known !== undefined) return known
     // MCP tools "Output Schema": servers MUST return structured results that
     // conform to it; clients reject the whole result otherwise. A tool bug is
     // caught here, where it is logged, rather than in every client.
@@ -211,6 +218,8 @@ export class McpProtocol {
       return failedUnexpectedly(name)
     }
     // The advertised JSON Schema describes what parsing yields (no unknown keys).
-    return { ...result, structuredContent: output.data }
+    const checked = { ...result, structuredContent: output.data }
+    this.#checked.set(result, checked)
+    return checked
   }
 }

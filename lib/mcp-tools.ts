@@ -55,6 +55,21 @@ export interface RegisteredTool {
 
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 
+/**
+ * zod writes every `.int()` with ±(2^53 − 1) bounds: noise in every
+ * tools/list answer a client (and a model's context) reads. Drop exactly those.
+ */
+function withoutSafeIntegerBounds (node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(withoutSafeIntegerBounds)
+  if (node === null || typeof node !== 'object') return node
+  const out: Record<string, unknown> = {}
+  for (const [key, value] of Object.entries(node)) {
+    if ((key === 'minimum' && value === Number.MIN_SAFE_INTEGER) || (key === 'maximum' && value === Number.MAX_SAFE_INTEGER)) continue
+    out[key] = withoutSafeIntegerBounds(value)
+  }
+  return out
+}
+
 function jsonSchemaOf (schema: ObjectSchema, io: 'input' | 'output', what: string): Tool['inputSchema'] {
   let json: Record<string, unknown>
   try {
@@ -66,7 +81,7 @@ function jsonSchemaOf (schema: ObjectSchema, io: 'input' | 'output', what: strin
   // Clients validate with their own JSON Schema engine; a `$schema` naming a
   // dialect they do not bundle makes them reject the tool (2020-12 is the default dialect anyway).
   delete json.$schema
-  return json as Tool['inputSchema']
+  return withoutSafeIntegerBounds(json) as Tool['inputSchema']
 }
 
 /** The tool registry: one per server, shared by every session. */

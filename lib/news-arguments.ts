@@ -58,8 +58,8 @@ export const TimeArg = z.string().trim().max(40).transform((value, ctx) => {
   return parsed
 })
 
-export const Limit = z.number().int().min(1).max(50).default(10)
-  .describe('How many articles to return, most relevant first (1-50, default 10)')
+export const Limit = z.number().int().min(1).max(50).default(5)
+  .describe('How many articles to list, most relevant first (1-50, default 5; the aggregate always covers every article found)')
 
 export const timeFromDescription = 'Only articles published at or after this time: ISO 8601 (2024-05-01, 2024-05-01T13:30Z) or relative to now (24h, 7d, 2w)'
 export const timeToDescription = 'Only articles published at or before this time (same forms as timeFrom)'

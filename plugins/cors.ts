@@ -30,16 +30,29 @@ const common: FastifyCorsOptions = {
  */
 async function corsPlugin (fastify: FastifyInstance, opts: CorsOptions): Promise<void> {
   const publicPrefixes = opts.publicPrefixes ?? ['/.well-known/']
-  const endpoint: FastifyCorsOptions = {
+  const allowHeaders = (common.allowedHeaders as string[]).join(', ')
+
+  // Discovery documents first, by a hook of our own: @fastify/cors with a
+  // per-request `delegator` re-normalizes its options on every request, the
+  // static form below does not.
+  fastify.addHook('onRequest', function publicCors (request, reply, done) {
+    if (request.headers.origin === undefined || !publicPrefixes.some(prefix => request.url.startsWith(prefix))) return done()
+    reply.header('access-control-allow-origin', '*')
+    if (request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined) {
+      // The preflight, answered here (Fetch standard "CORS-preflight fetch").
+      reply.code(204)
+        .header('access-control-allow-methods', 'GET, OPTIONS')
+        .header('access-control-allow-headers', allowHeaders)
+        .header('access-control-max-age', String(common.maxAge))
+        .send()
+      return
+    }
+    done()
+  })
+
+  await fastify.register(cors, {
     ...common,
     origin: opts.origins.includes('*') ? '*' : opts.origins.length > 0 ? opts.origins : LOOPBACK_ORIGIN
-  }
-  const discovery: FastifyCorsOptions = { ...common, origin: '*' }
-  await fastify.register(cors, {
-    delegator (request, callback) {
-      const url = request.url
-      callback(null, publicPrefixes.some(prefix => url.startsWith(prefix)) ? discovery : endpoint)
-    }
   })
 }
 

@@ -170,6 +170,25 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     return res
   }
 
+  /**
+   * Results that are the same object again (the tools/list result, a tool
+   * answer served from a cache) keep their JSON: only the envelope with the
+   * request id is built per request. Results are treated as immutable.
+   */
+  const serializedResults = new WeakMap<object, string>()
+  function sendResponse (reply: FastifyReply, response: JsonRpcResponse): FastifyReply {
+    const result = response.result
+    if (result === null || typeof result !== 'object') return reply.send(response)
+    let json = serializedResults.get(result)
+    if (json === undefined) {
+      json = JSON.stringify(result)
+      serializedResults.set(result, json)
+    }
+    return reply
+      .header('content-type', 'application/json; charset=utf-8')
+      .send(`{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":${json}}`)
+  }
+
   async function answer (request: FastifyRequest, reply: FastifyReply, msg: JsonRpcRequest, session: McpSession | undefined, protocolVersion: string): Promise<void> {
     const scope: DispatchScope = {
       auth: request.auth,
@@ -180,7 +199,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       notify: undefined
     }
     if (msg.method !== 'tools/call') {
-      await reply.send(await protocol.handle(msg, scope))
+      await sendResponse(reply, await protocol.handle(msg, scope))
       return
     }
 
@@ -205,7 +224,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       const response = await protocol.handle(msg, scope)
       answered = true
       if (stream === undefined) {
-        await reply.send(response)
+        await sendResponse(reply, response)
       } else {
         stream.end(sseEvent(response))
       }

@@ -44,4 +44,4 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
   })
 }
 
-export default fp(rateLimitPlugin, { name: 'rate-limit', fastify: '5.x', dependencies: ['mcp-auth'] })
+export default fp(rateLimitPlugin, { name: 'rate-limit', fastify: '5.x' })

@@ -77,6 +77,9 @@ t.test('dispatch', async t => {
     () => ({ content: [{ type: 'text', text: '1' }], structuredContent: { n: 'one' } as unknown as { n: number } }))
   registry.register({ name: 'no_structured', description: 'Forgets structuredContent', inputSchema: z.object({}), outputSchema: Out },
     () => ({ content: [{ type: 'text', text: '1' }] }))
+  const cachedAnswer = { content: [{ type: 'text' as const, text: '7' }], structuredContent: { n: 7 } }
+  registry.register({ name: 'cached', description: 'Answers with the same object every time', inputSchema: z.object({}), outputSchema: Out },
+    () => cachedAnswer)
   registry.register({ name: 'error_result', description: 'Fails politely', inputSchema: z.object({}), outputSchema: Out },
     () => ({ content: [{ type: 'text', text: 'upstream down' }], isError: true }))
   const protocol = new McpProtocol({ registry, serverInfo: { name: 's', version: '1' } })
@@ -109,6 +112,9 @@ t.test('dispatch', async t => {
     }
     t.ok(logs.some(l => l.msg === 'tool result does not match its outputSchema' && l.tool === 'wrong_type' && String(l.issues).startsWith('n: ')))
     t.same(await call('error_result'), { content: [{ type: 'text', text: 'upstream down' }], isError: true }, 'error results need no structuredContent')
+    const first = await call('cached')
+    t.same(first, cachedAnswer)
+    t.equal(await call('cached'), first, 'the same tool result again gives the same checked object (its JSON is reused by the transport)')
   })
 
   t.test('initialize is not a method of an open session', async t => {

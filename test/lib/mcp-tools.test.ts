@@ -15,7 +15,7 @@ t.test('a well-formed tool is listed as MCP describes it (tools "Tool")', async 
     name: 'search.news_v2-x',
     title: 'Search',
     description: 'Finds news',
-    inputSchema: z.object({ q: z.string().describe('query'), n: z.number().int().default(5) }),
+    inputSchema: z.object({ q: z.string().describe('query'), n: z.number().int().default(5), m: z.array(z.number().int().min(1)).optional() }),
     outputSchema: z.object({ hits: z.array(z.string()) }),
     annotations: { readOnlyHint: true }
   }, handler)
@@ -26,7 +26,8 @@ t.test('a well-formed tool is listed as MCP describes it (tools "Tool")', async 
     name: 'search.news_v2-x',
     title: 'Search',
     description: 'Finds news',
-    inputSchema: { type: 'object', properties: { q: { type: 'string', description: 'query' }, n: { type: 'integer', default: 5, minimum: Number.MIN_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER } }, required: ['q'] },
+    // zod's implicit ±(2^53 − 1) integer bounds are dropped; a bound the tool set (minimum 1) stays, also inside arrays.
+    inputSchema: { type: 'object', properties: { q: { type: 'string', description: 'query' }, n: { type: 'integer', default: 5 }, m: { type: 'array', items: { type: 'integer', minimum: 1 } } }, required: ['q'] },
     outputSchema: { type: 'object', properties: { hits: { type: 'array', items: { type: 'string' } } }, required: ['hits'], additionalProperties: false },
     annotations: { readOnlyHint: true }
   })

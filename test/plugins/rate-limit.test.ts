@@ -32,3 +32,13 @@ t.test('MCP_RATE_LIMIT_MAX=0 turns limiting off', async t => {
   }
   t.notOk(ctx.app.hasDecorator('rateLimit'), 'the library is not even registered')
 })
+
+t.test('a negative or fractional max is refused at registration', async t => {
+  const { default: Fastify } = await import('fastify')
+  const { default: rateLimit } = await import('../../plugins/rate-limit.js')
+  for (const max of [-1, 1.5]) {
+    const app = Fastify()
+    app.register(rateLimit, { max, timeWindowMs: 1000 })
+    await t.rejects(async () => { await app.ready() }, /rate-limit: "max" must be a non-negative integer/)
+  }
+})
