@@ -184,7 +184,8 @@ export class McpProtocol {
     const notify = scope.notify
     const ctx: ToolContext = {
       auth: scope.auth,
-      signal: scope.signal,
+      // Read through: the transport makes the signal only if the tool asks for it.
+      get signal () { return scope.signal },
       sessionId: scope.sessionId,
       log: scope.log,
       sendProgress: notify !== undefined && (typeof progressToken === 'string' || typeof progressToken === 'number')

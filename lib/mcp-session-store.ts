@@ -13,7 +13,7 @@ export interface McpSession {
   /** The standalone GET stream, when the client opened one. */
   stream: ServerResponse | undefined
   /** Requests in flight, by JSON-RPC id, for notifications/cancelled. Created on first use. */
-  inflight: Map<string | number, AbortController> | undefined
+  inflight: Map<string | number, { abort: () => void }> | undefined
 }
 
 export interface SessionStoreOptions {
@@ -112,7 +112,7 @@ export class SessionStore {
     const own = this.#bySubject.get(session.subject)
     own?.delete(id)
     if (own?.size === 0) this.#bySubject.delete(session.subject)
-    if (session.inflight !== undefined) for (const controller of session.inflight.values()) controller.abort()
+    if (session.inflight !== undefined) for (const call of session.inflight.values()) call.abort()
     this.#opts.onEnd?.(session, reason)
     return true
   }

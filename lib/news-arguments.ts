@@ -79,14 +79,13 @@ export function checkWindow (args: { timeFrom?: number, timeTo?: number }, ctx: 
 export const UPSTREAM_LIMIT = 50
 
 export function toNewsQuery (args: { tickers?: string[], topics?: string[], timeFrom?: number, timeTo?: number, sort: NewsQuery['sort'] }): NewsQuery {
-  return {
-    ...(args.tickers !== undefined && { tickers: args.tickers }),
-    ...(args.topics !== undefined && { topics: args.topics }),
-    ...(args.timeFrom !== undefined && { timeFrom: toEasternStamp(args.timeFrom) }),
-    ...(args.timeTo !== undefined && { timeTo: toEasternStamp(args.timeTo) }),
-    sort: args.sort,
-    limit: UPSTREAM_LIMIT
-  }
+  // Plain assignments: this runs on every call, cache hits included.
+  const query: NewsQuery = { sort: args.sort, limit: UPSTREAM_LIMIT }
+  if (args.tickers !== undefined) query.tickers = args.tickers
+  if (args.topics !== undefined) query.topics = args.topics
+  if (args.timeFrom !== undefined) query.timeFrom = toEasternStamp(args.timeFrom)
+  if (args.timeTo !== undefined) query.timeTo = toEasternStamp(args.timeTo)
+  return query
 }
 
 /**

@@ -35,10 +35,11 @@ export class NewsResponder<S extends { freshness: unknown, quota: unknown }> {
   constructor (readonly news: NewsService) {}
 
   /** @param viewKey what the view depends on besides the feed (tickers, limit …). */
-  async respond (query: NewsQuery, viewKey: string, signal: AbortSignal, build: (feed: NewsFeed) => NewsView<Fields<S>>): Promise<Result<S>> {
+  /** @param opts a tool context will do: its signal is read only on a cache miss. */
+  async respond (query: NewsQuery, viewKey: string, opts: { readonly signal?: AbortSignal }, build: (feed: NewsFeed) => NewsView<Fields<S>>): Promise<Result<S>> {
     let answer: NewsAnswer
     try {
-      answer = await this.news.query(query, { signal })
+      answer = await this.news.query(query, opts)
     } catch (err) {
       if (err instanceof AlphaVantageError) throw new ToolError(err.message)
       throw err

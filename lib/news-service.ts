@@ -50,14 +50,14 @@ const DAY_MS = 86_400_000
 
 /** The key of a query: the same question, however it was spelled, is one cache entry. */
 export function cacheKey (query: NewsQuery): string {
-  return JSON.stringify([
-    [...(query.tickers ?? [])].map(t => t.toUpperCase()).sort(),
-    [...(query.topics ?? [])].sort(),
-    query.timeFrom ?? '',
-    query.timeTo ?? '',
-    query.sort ?? 'LATEST',
-    query.limit ?? 50
-  ])
+  // Tickers and topics cannot hold '|' or ',' (their schemas say so).
+  return `${sortedList(query.tickers, true)}|${sortedList(query.topics, false)}|${query.timeFrom ?? ''}|${query.timeTo ?? ''}|${query.sort ?? 'LATEST'}|${query.limit ?? 50}`
+}
+
+function sortedList (items: string[] | undefined, upper: boolean): string {
+  if (items === undefined || items.length === 0) return ''
+  if (items.length === 1) return upper ? (items[0] as string).toUpperCase() : items[0] as string
+  return items.map(i => upper ? i.toUpperCase() : i).sort().join(',')
 }
 
 /**
@@ -69,8 +69,12 @@ export function cacheKey (query: NewsQuery): string {
 export class NewsService {
   readonly #opts: Required<Omit<NewsServiceOptions, 'log'>> & Pick<NewsServiceOptions, 'log'>
   readonly #inflight = new Map<string, Promise<{ feed: NewsFeed, storedAt: number }>>()
-  #day = ''
+  /** The UTC day being counted (days since the epoch) and when it ends. */
+  #day = -1
+  #resetsAt = ''
   #used = 0
+  /** The last fetch time turned into ISO 8601: every cache hit of that answer needs the same string. */
+  #fetchedAt = { storedAt: -1, iso: '' }
   #failures = 0
   #openUntil = 0
 
@@ -89,9 +93,10 @@ export class NewsService {
   }
 
   #rollDay (): void {
-    const day = new Date(this.#opts.now()).toISOString().slice(0, 10)
+    const day = Math.floor(this.#opts.now() / DAY_MS)
     if (day !== this.#day) {
       this.#day = day
+      this.#resetsAt = new Date((day + 1) * DAY_MS).toISOString()
       this.#used = 0
     }
   }
@@ -104,11 +109,11 @@ export class NewsService {
     // warn no later than when one request is left, so the warning ever shows.
     const nearAt = Math.max(1, Math.min(Math.ceil(dailyLimit * nearQuotaRatio), dailyLimit - 1))
     const state: QuotaState = remaining === 0 ? 'spent' : this.#used >= nearAt ? 'near' : 'ok'
-    const resetsAt = new Date(Math.floor(this.#opts.now() / DAY_MS) * DAY_MS + DAY_MS).toISOString()
-    return { state, used: this.#used, limit: dailyLimit, remaining, resetsAt }
+    return { state, used: this.#used, limit: dailyLimit, remaining, resetsAt: this.#resetsAt }
   }
 
-  async query (query: NewsQuery, { signal }: { signal?: AbortSignal } = {}): Promise<NewsAnswer> {
+  /** `opts.signal` is read only when the upstream must be asked (a tool context makes it on demand). */
+  async query (query: NewsQuery, opts: { readonly signal?: AbortSignal } = {}): Promise<NewsAnswer> {
     const key = cacheKey(query)
     const now = this.#opts.now()
     const entry = await this.#opts.cache.get(key)
@@ -130,12 +135,12 @@ export class NewsService {
     }
 
     try {
-      const fresh = await this.#shared(key, query, signal)
+      const fresh = await this.#shared(key, query, opts.signal)
       return this.#answer(fresh.feed, fresh.storedAt, false, undefined)
     } catch (err) {
       // stale-if-error (RFC 5861 §4, in spirit): the last good answer beats no answer,
       // except when the question itself is wrong.
-      if (entry !== undefined && err instanceof AlphaVantageError && err.kind !== 'invalid_request' && signal?.aborted !== true) {
+      if (entry !== undefined && err instanceof AlphaVantageError && err.kind !== 'invalid_request' && opts.signal?.aborted !== true) {
         return this.#answer(entry.value, entry.storedAt, true, err.message)
       }
       throw err
@@ -143,9 +148,10 @@ export class NewsService {
   }
 
   #answer (feed: NewsFeed, storedAt: number, cached: boolean, staleReason: string | undefined): NewsAnswer {
+    if (this.#fetchedAt.storedAt !== storedAt) this.#fetchedAt = { storedAt, iso: new Date(storedAt).toISOString() }
     return {
       feed,
-      fetchedAt: new Date(storedAt).toISOString(),
+      fetchedAt: this.#fetchedAt.iso,
       ageSeconds: Math.max(0, Math.round((this.#opts.now() - storedAt) / 1000)),
       cached,
       stale: staleReason !== undefined,

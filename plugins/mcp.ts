@@ -84,6 +84,46 @@ function sseEvent (message: JsonRpcResponse | JsonRpcNotification): string {
   return `event: message\ndata: ${JSON.stringify(message)}\n\n`
 }
 
+/**
+ * One running tools/call. AbortController is among the costlier objects of a
+ * request, so its signal is made only when the tool asks for it; a cancel, a
+ * disconnect or the session's end before that still counts.
+ */
+class RunningCall {
+  #controller: AbortController | undefined
+  #aborted = false
+  #onClose: (() => void) | undefined
+
+  constructor (readonly res: ServerResponse) {}
+
+  /** Cancelled, or the client went away before its answer. */
+  get aborted (): boolean {
+    return this.#aborted || (this.res.destroyed && !this.res.writableEnded)
+  }
+
+  get signal (): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController()
+      if (this.aborted) {
+        this.#controller.abort()
+      } else {
+        this.#onClose = () => { if (!this.res.writableEnded) this.abort() }
+        this.res.once('close', this.#onClose)
+      }
+    }
+    return this.#controller.signal
+  }
+
+  abort (): void {
+    this.#aborted = true
+    this.#controller?.abort()
+  }
+
+  done (): void {
+    if (this.#onClose !== undefined) this.res.removeListener('close', this.#onClose)
+  }
+}
+
 function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
@@ -205,23 +245,28 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
     // A tool call can run long: it gets a signal (client cancel, disconnect,
     // session end) and may stream progress, switching the answer to SSE.
-    const controller = new AbortController()
-    scope.signal = controller.signal
-    const onClose = (): void => { if (!reply.raw.writableEnded) controller.abort() }
-    reply.raw.once('close', onClose)
-    if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, controller)
+    const call = new RunningCall(reply.raw)
+    if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, call)
     // post() has checked that the client accepts SSE.
     let stream: ServerResponse | undefined
     // A tool may report progress from work it left running after it returned:
     // once the answer is on its way, that progress has nowhere to go.
     let answered = false
-    scope.notify = (notification) => {
-      if (answered || controller.signal.aborted) return
-      stream ??= openSse(reply)
-      stream.write(sseEvent(notification))
+    const callScope: DispatchScope = {
+      auth: scope.auth,
+      sessionId: scope.sessionId,
+      protocolVersion,
+      log: scope.log,
+      // Made only if the tool asks for it: most calls (cache hits) never do.
+      get signal () { return call.signal },
+      notify (notification) {
+        if (answered || call.aborted) return
+        stream ??= openSse(reply)
+        stream.write(sseEvent(notification))
+      }
     }
     try {
-      const response = await protocol.handle(msg, scope)
+      const response = await protocol.handle(msg, callScope)
       answered = true
       if (stream === undefined) {
         await sendResponse(reply, response)
@@ -230,8 +275,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       }
     } finally {
       // A client reusing an id while the first call runs must not unregister the other call.
-      if (session?.inflight?.get(msg.id) === controller) session.inflight.delete(msg.id)
-      reply.raw.removeListener('close', onClose)
+      if (session?.inflight?.get(msg.id) === call) session.inflight.delete(msg.id)
+      call.done()
     }
   }
 

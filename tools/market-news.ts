@@ -48,9 +48,9 @@ export default async function marketNewsTool (fastify: FastifyInstance): Promise
     inputSchema: MarketNewsInput,
     outputSchema: MarketNewsOutput,
     annotations: { title: 'Market news by topic', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
-  }, async (args, { signal }) => {
+  }, async (args, ctx) => {
     const topics = [...new Set(args.topics)]
-    return await responder.respond(toNewsQuery({ ...args, topics }), String(args.limit), signal, feed => {
+    return await responder.respond(toNewsQuery({ ...args, topics }), String(args.limit), ctx, feed => {
       const { articles } = feed
       const ranked = articles
         .map((article, i) => ({ article, i, relevance: topicRelevance(topics, article) }))

@@ -49,10 +49,10 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
     inputSchema: NewsSentimentInput,
     outputSchema: NewsSentimentOutput,
     annotations: { title: 'News sentiment for a ticker', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
-  }, async (args, { signal }) => {
+  }, async (args, ctx) => {
     // `ticker` and `tickers` together mean all of them.
     const tickers = [...new Set([...(args.ticker === undefined ? [] : [args.ticker]), ...(args.tickers ?? [])])]
-    return await responder.respond(toNewsQuery({ ...args, tickers }), `${tickers.join(',')}|${args.limit}`, signal, feed => {
+    return await responder.respond(toNewsQuery({ ...args, tickers }), `${tickers.join(',')}|${args.limit}`, ctx, feed => {
       const { articles } = feed
       const fields = {
         tickers,

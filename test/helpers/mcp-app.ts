@@ -21,6 +21,8 @@ export interface ToolProbe {
   holding: Promise<void>
   /** Resolves once `late_progress` has reported progress after returning. */
   lateProgressSent: Promise<void>
+  /** What `cancel_then_look` saw when it finally read its signal: aborted or not. */
+  looked: Promise<boolean>
 }
 
 export interface McpTestApp {
@@ -75,6 +77,7 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
   const aborted = deferred<void>()
   const holding = deferred<void>()
   const released = deferred<void>()
+  const looked = deferred<boolean>()
   app.mcpTool({
     name: 'echo',
     description: 'Returns its text',
@@ -104,6 +107,16 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
     ctx.sendProgress(1)
     aborted.resolve()
     return { content: [{ type: 'text', text: 'cancelled' }], isError: true }
+  })
+  app.mcpTool({
+    name: 'cancel_then_look',
+    description: 'Waits for the test, and only then looks at its signal',
+    inputSchema: z.object({})
+  }, async (_args, ctx) => {
+    holding.resolve()
+    await released.promise
+    looked.resolve(ctx.signal.aborted)
+    return { content: [{ type: 'text', text: `signal aborted: ${String(ctx.signal.aborted)}` }] }
   })
   app.mcpTool({
     name: 'hold',
@@ -150,7 +163,8 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
       aborted: aborted.promise,
       holding: holding.promise,
       release: () => released.resolve(),
-      lateProgressSent: lateProgress.promise
+      lateProgressSent: lateProgress.promise,
+      looked: looked.promise
     }
   }
 }

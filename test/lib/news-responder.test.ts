@@ -26,7 +26,7 @@ t.test('the view is built once per feed and key; the result is reused while fres
   const responder = new NewsResponder<S>(news)
   let builds = 0
   const build = (): { fields: { n: number }, lead: string, body: string } => { builds++; return { fields: { n: 42 }, lead: 'lead line', body: 'body' } }
-  const signal = new AbortController().signal
+  const signal = { signal: new AbortController().signal }
 
   const first = await responder.respond({}, 'k', signal, build)
   const second = await responder.respond({}, 'k', signal, build)
@@ -55,7 +55,7 @@ t.test('the view is built once per feed and key; the result is reused while fres
 
 t.test('upstream errors become tool errors; others pass through', async t => {
   const failing = (err: Error): NewsService => ({ query: async () => { throw err } }) as unknown as NewsService
-  const signal = new AbortController().signal
+  const signal = { signal: new AbortController().signal }
   const build = (): { fields: { n: number }, lead: string, body: string } => ({ fields: { n: 1 }, lead: '', body: '' })
   await t.rejects(new NewsResponder<S>(failing(new AlphaVantageError('rate_limited', 'slow down'))).respond({}, 'k', signal, build), new ToolError('slow down'))
   const boom = new TypeError('bug')

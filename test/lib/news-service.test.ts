@@ -61,6 +61,7 @@ t.test('the cache key is the question, however it is spelled', async t => {
   t.not(cacheKey({ tickers: ['AAPL'] }), cacheKey({ tickers: ['AAPL'], timeTo: '20240101T0000' }))
   t.not(cacheKey({ tickers: ['AAPL'] }), cacheKey({ tickers: ['AAPL'], sort: 'EARLIEST' }))
   t.not(cacheKey({ topics: ['ipo'] }), cacheKey({ tickers: ['ipo'] }))
+  t.equal(cacheKey({ tickers: ['aapl'], topics: ['ipo'] }), cacheKey({ tickers: ['AAPL'], topics: ['ipo'] }), 'one ticker: case does not matter either')
 })
 
 t.test('fresh for the TTL, then asked again', async t => {
@@ -78,6 +79,17 @@ t.test('fresh for the TTL, then asked again', async t => {
   t.equal(third.cached, false)
   t.equal(client.calls.length, 2)
   t.equal(service.used, 2)
+})
+
+t.test('a cache hit never reads the caller\'s signal (a tool context makes it on demand)', async t => {
+  const { service } = harness()
+  let reads = 0
+  const opts = { get signal () { reads++; return new AbortController().signal } }
+  await service.query(AAPL, opts)
+  t.equal(reads, 1, 'a miss reads it, to stop waiting on cancel')
+  await service.query(AAPL, opts)
+  await service.query(AAPL, opts)
+  t.equal(reads, 1, 'hits do not')
 })
 
 t.test('the daily quota: near, spent, reset at midnight UTC', async t => {

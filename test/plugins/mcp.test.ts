@@ -543,6 +543,18 @@ t.test('cancellation (basic/utilities "Cancellation")', async t => {
     t.equal((await second).json().result.isError, true)
   })
 
+  t.test('a cancel that comes before the tool first looks at its signal still counts', async t => {
+    // The transport makes the AbortSignal only when a tool reads it (a cache hit never does).
+    const ctx = await buildMcpApp(t, {}, { issuer })
+    const session = await initSession(ctx.app, ctx.token)
+    const headers = mcpHeaders(ctx.token, session)
+    const call = postMcp(ctx.app, toolCall('cancel_then_look', {}, 'late'), headers)
+    await ctx.probe.holding
+    await postMcp(ctx.app, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'late' } }, headers)
+    ctx.probe.release()
+    t.equal((await call).json().result.content[0].text, 'signal aborted: true')
+  })
+
   t.test('ending the session aborts its calls in flight', async t => {
     const ctx = await buildMcpApp(t, {}, { issuer })
     const session = await initSession(ctx.app, ctx.token)
@@ -570,6 +582,25 @@ t.test('cancellation (basic/utilities "Cancellation")', async t => {
     controller.abort()
     await ctx.probe.aborted
     t.equal(signal.aborted, true)
+  })
+
+  t.test('a client gone before the tool first looks at its signal: the signal is aborted', async t => {
+    const ctx = await buildMcpApp(t, {}, { issuer })
+    const base = await listenLocal(ctx.app)
+    const session = await initSession(ctx.app, ctx.token)
+    const controller = new AbortController()
+    const gone = fetch(`${base}/mcp`, {
+      method: 'POST',
+      headers: mcpHeaders(ctx.token, session, '2025-06-18'),
+      body: JSON.stringify(toolCall('cancel_then_look', {}, 1)),
+      signal: controller.signal
+    }).catch((err: Error) => err.name)
+    await ctx.probe.holding
+    controller.abort()
+    t.equal(await gone, 'AbortError')
+    await new Promise(resolve => setTimeout(resolve, 50)) // the server sees the socket close
+    ctx.probe.release()
+    t.equal(await ctx.probe.looked, true)
   })
 
   t.test('stateless: calls run without a session and cancellations are accepted', async t => {
