@@ -22,6 +22,9 @@ export interface DevIssuerOptions {
 export interface DevIssuer {
   issuer: string
   jwks: JSONWebKeySet
+  /** The one client of the token endpoint, and its secret (made at boot). */
+  clientId: string
+  clientSecret: string
   mintAccessToken: (claims?: JWTPayload & { ttlSec?: number }) => Promise<string>
 }
 
@@ -29,6 +32,21 @@ declare module 'fastify' {
   interface FastifyInstance {
     devIssuer: DevIssuer
   }
+}
+
+const DEV_CLIENT_ID = 'dev-client'
+
+/** RFC 6749 §2.3.1: HTTP Basic (form-encoded parts), or the client_id/client_secret form fields. */
+function clientCredentials (authorization: string | undefined, form: URLSearchParams): [string | null, string | null] {
+  if (authorization?.startsWith('Basic ') === true) {
+    const [id = '', secret = ''] = Buffer.from(authorization.slice(6), 'base64').toString('utf8').split(':')
+    try {
+      return [decodeURIComponent(id.replace(/\+/g, ' ')), decodeURIComponent(secret.replace(/\+/g, ' '))]
+    } catch {
+      return [null, null]
+    }
+  }
+  return [form.get('client_id'), form.get('client_secret')]
 }
 
 /**
@@ -42,6 +60,7 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
   const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true })
   const jwks: JSONWebKeySet = { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' }] }
   const ttl = opts.tokenTtlSec ?? 12 * 3600
+  const clientSecret = randomBytes(18).toString('base64url')
 
   async function mintAccessToken (claims: JWTPayload & { ttlSec?: number } = {}): Promise<string> {
     const { ttlSec = ttl, ...rest } = claims
@@ -58,8 +77,50 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
     }).setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' }).setIssuer(opts.issuer).sign(privateKey)
   }
 
-  fastify.decorate('devIssuer', { issuer: opts.issuer, jwks, mintAccessToken })
-  fastify.get(opts.jwksPath ?? '/dev-issuer/jwks', async () => jwks)
+  fastify.decorate('devIssuer', { issuer: opts.issuer, jwks, mintAccessToken, clientId: DEV_CLIENT_ID, clientSecret })
+  const jwksPath = opts.jwksPath ?? '/dev-issuer/jwks'
+  fastify.get(jwksPath, async () => jwks)
+
+  // Enough of an authorization server for MCP discovery to work locally:
+  // RFC 8414 metadata at the issuer's well-known URL (§3.1: the issuer's path
+  // goes after the well-known prefix) and a client-credentials token endpoint
+  // (RFC 6749 §4.4) for one client whose secret is made at boot.
+  const issuerUrl = new URL(opts.issuer)
+  const issuerPath = issuerUrl.pathname === '/' ? '' : issuerUrl.pathname
+  const tokenPath = `${issuerPath}/token`
+  const metadata = {
+    issuer: opts.issuer,
+    // Required by RFC 8414 §2 unless no grant uses it, and by MCP clients regardless.
+    authorization_endpoint: `${issuerUrl.origin}${issuerPath}/authorize`,
+    token_endpoint: `${issuerUrl.origin}${tokenPath}`,
+    jwks_uri: `${issuerUrl.origin}${jwksPath}`,
+    grant_types_supported: ['client_credentials'],
+    token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
+    response_types_supported: [],
+    scopes_supported: opts.scopes
+  }
+  fastify.get(`/.well-known/oauth-authorization-server${issuerPath}`, async () => metadata)
+  fastify.get(`${issuerPath}/authorize`, async (_request, reply) => await reply.code(400).send({
+    error: 'unsupported_response_type',
+    error_description: 'the development issuer grants tokens by client credentials only: use the client id and secret, or the token, printed at startup'
+  }))
+  await fastify.register(async function devTokenEndpoint (child) {
+    child.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) => {
+      done(null, new URLSearchParams(body as string))
+    })
+    child.post(tokenPath, async (request, reply) => {
+      const form = request.body instanceof URLSearchParams ? request.body : new URLSearchParams()
+      const [id, secret] = clientCredentials(request.headers.authorization, form)
+      // RFC 6749 §5.2 error responses.
+      if (form.get('grant_type') !== 'client_credentials') return await reply.code(400).send({ error: 'unsupported_grant_type' })
+      if (id !== DEV_CLIENT_ID || secret !== clientSecret) return await reply.code(401).send({ error: 'invalid_client' })
+      const resource = form.get('resource')
+      // RFC 8707 §2: a resource this issuer does not serve is invalid_target.
+      if (resource !== null && !opts.audience.includes(resource)) return await reply.code(400).send({ error: 'invalid_target' })
+      const accessToken = await mintAccessToken({ ttlSec: 3600 })
+      return await reply.header('cache-control', 'no-store').send({ access_token: accessToken, token_type: 'Bearer', expires_in: 3600, scope: opts.scopes.join(' ') })
+    })
+  })
 
   if (opts.announce !== false) {
     fastify.addHook('onReady', async () => {
@@ -72,6 +133,7 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
         '================ DEVELOPMENT MODE: NOT FOR PRODUCTION ================',
         ` Issuer: ${opts.issuer} (ephemeral key, valid until restart)`,
         ` MCP endpoint: ${opts.audience[0] ?? ''}`,
+        ` Client credentials (for OAuth discovery): ${DEV_CLIENT_ID} / ${clientSecret}`,
         ` Bearer token (${Math.round(ttl / 3600)} h, scope ${opts.scopes.join(' ')}):`,
         '',
         token,

@@ -137,3 +137,25 @@ t.test('SDK client whose token lacks the scope gets the 403 insufficient_scope',
   t.match((error as Error).message, /insufficient_scope/)
   t.equal(ctx.upstream.hits.length, 0)
 })
+
+t.test('with nothing configured, an SDK client discovers the development issuer and gets a token', async t => {
+  const port = await freePort()
+  const resource = `http://127.0.0.1:${port}/mcp`
+  // The empty environment of a first `npm start` (buildApp's issuer variables blanked), on a real port.
+  const ctx = await buildApp(t, {
+    PORT: String(port),
+    MCP_RESOURCE: resource,
+    SCALEKIT_ENVIRONMENT_URL: '',
+    SCALEKIT_AUTHORIZATION_SERVERS: '',
+    SCALEKIT_AUDIENCE_NAME: '',
+    SCALEKIT_RESOURCE_METADATA_URL: ''
+  }, { skipOverride: true })
+  await ctx.app.listen({ port, host: '127.0.0.1' })
+  const { clientId, clientSecret } = ctx.app.devIssuer
+  const authProvider = new ClientCredentialsProvider({ clientId, clientSecret })
+  const { client } = await connect(t, new URL(resource), { authProvider })
+  const tokens = await authProvider.tokens()
+  const claims = JSON.parse(Buffer.from(String(tokens?.access_token).split('.')[1] ?? '', 'base64url').toString()) as { iss: string }
+  t.equal(claims.iss, `http://127.0.0.1:${port}/dev-issuer`)
+  checkNewsResult(t, await client.callTool({ name: 'get_news_sentiment', arguments: { ticker: 'AAPL' } }))
+})

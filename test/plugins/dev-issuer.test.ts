@@ -91,3 +91,51 @@ t.test('the plugin on its own', async t => {
     t.equal(payload.iss, DEV_ISSUER)
   })
 })
+
+t.test('the development issuer is discoverable: RFC 8414 metadata and a client-credentials token endpoint', async t => {
+  const stdout = captureStdout(t)
+  const ctx = await buildApp(t, NO_ISSUER, { skipOverride: true })
+  stdout.restore()
+  const { app } = ctx
+  const { clientId, clientSecret } = app.devIssuer
+  t.match(stdout.written.join(''), `${clientId} / ${clientSecret}`, 'the banner gives the client credentials')
+
+  // RFC 9728 → RFC 8414 §3.1: the issuer's path goes after the well-known prefix.
+  const prm = (await app.inject({ url: '/.well-known/oauth-protected-resource/mcp' })).json()
+  t.same(prm.authorization_servers, [DEV_ISSUER])
+  const meta = (await app.inject({ url: '/.well-known/oauth-authorization-server/dev-issuer' })).json()
+  t.match(meta, { issuer: DEV_ISSUER, token_endpoint: `${DEV_ISSUER}/token`, jwks_uri: 'http://localhost:10000/dev-issuer/jwks', grant_types_supported: ['client_credentials'] })
+
+  const token = async (form: Record<string, string>, headers: Record<string, string> = {}): Promise<{ statusCode: number, body: Record<string, unknown> }> => {
+    const res = await app.inject({ method: 'POST', url: '/dev-issuer/token', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, payload: new URLSearchParams(form).toString() })
+    return { statusCode: res.statusCode, body: res.json() }
+  }
+  const basic = `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`
+  const granted = await token({ grant_type: 'client_credentials', resource: 'http://localhost:10000/mcp' }, { authorization: basic })
+  t.equal(granted.statusCode, 200)
+  t.match(granted.body, { token_type: 'Bearer', expires_in: 3600, scope: 'news:read' })
+  t.equal((await postInitialize(app, `Bearer ${String(granted.body.access_token)}`)).statusCode, 200, 'the token opens a session')
+  t.equal((await token({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret })).statusCode, 200, 'client_secret_post works too')
+
+  // RFC 6749 §5.2 and RFC 8707 §2 errors.
+  t.same(await token({ grant_type: 'password', client_id: clientId, client_secret: clientSecret }), { statusCode: 400, body: { error: 'unsupported_grant_type' } })
+  t.same(await token({ grant_type: 'client_credentials', client_id: clientId, client_secret: 'wrong' }), { statusCode: 401, body: { error: 'invalid_client' } })
+  t.same(await token({ grant_type: 'client_credentials' }, { authorization: 'Basic %%%' }), { statusCode: 401, body: { error: 'invalid_client' } })
+  t.same(await token({ grant_type: 'client_credentials' }, { authorization: `Basic ${Buffer.from('%E0%A4%A:x').toString('base64')}` }), { statusCode: 401, body: { error: 'invalid_client' } }, 'undecodable Basic credentials')
+  t.same(await token({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, resource: 'https://elsewhere.example/mcp' }), { statusCode: 400, body: { error: 'invalid_target' } })
+  const authorize = await app.inject({ url: '/dev-issuer/authorize?response_type=code' })
+  t.equal(authorize.statusCode, 400)
+  t.equal(authorize.json().error, 'unsupported_response_type', 'no interactive login: it says what to use instead')
+  const notForm = await app.inject({ method: 'POST', url: '/dev-issuer/token', headers: { 'content-type': 'application/json' }, payload: '{}' })
+  t.same(notForm.json(), { error: 'unsupported_grant_type' }, 'a JSON body is no form')
+})
+
+t.test('an issuer at an origin root publishes its metadata at the bare well-known URL', async t => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(devIssuer, { issuer: 'http://127.0.0.1:9', audience: ['http://127.0.0.1:9/mcp'], scopes: ['news:read'], announce: false })
+  const meta = (await app.inject({ url: '/.well-known/oauth-authorization-server' })).json()
+  t.match(meta, { issuer: 'http://127.0.0.1:9', token_endpoint: 'http://127.0.0.1:9/token', authorization_endpoint: 'http://127.0.0.1:9/authorize' })
+  const res = await app.inject({ method: 'POST', url: '/token', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `grant_type=client_credentials&client_id=dev-client&client_secret=${app.devIssuer.clientSecret}` })
+  t.equal(res.statusCode, 200)
+})
