@@ -2,7 +2,7 @@
 // (initialize, then tools/call with the session it got) on an undici Pool.
 import autocannon from 'autocannon'
 import { Pool } from 'undici'
-import { initializeMessage, mcpHeaders, parseMessage, toolsCallMessage } from './mcp-client.js'
+import { initializeMessage, mcpHeaders, parseMessage, sessionOf, toolsCallMessage } from './mcp-client.js'
 
 /**
  * The same request over and over on `connections` keep-alive connections.
@@ -36,7 +36,8 @@ export async function hammer ({ url, headers, message, connections, duration }) 
   }
 }
 
-function percentile (sorted, p) {
+/** The p-th percentile of values sorted ascending (nearest rank). */
+export function percentile (sorted, p) {
   if (sorted.length === 0) return NaN
   return sorted[Math.min(sorted.length - 1, Math.floor(p / 100 * sorted.length))]
 }
@@ -71,9 +72,7 @@ export async function freshClients ({ url, token, connections, duration }) {
       try {
         const init = await send(initHeaders, initBody)
         if (init.status >= 300) { non2xx++; continue }
-        const sessionId = init.headers['mcp-session-id']
-        const result = parseMessage(init.text, String(init.headers['content-type'] ?? ''))?.result
-        const session = { id: typeof sessionId === 'string' ? sessionId : undefined, protocolVersion: result?.protocolVersion ?? '2025-06-18' }
+        const session = sessionOf(init.headers, parseMessage(init.text, String(init.headers['content-type'] ?? ''))?.result)
         const call = await send(mcpHeaders(token, session), callBody)
         if (call.status >= 300) { non2xx++; continue }
         pairs++

@@ -43,12 +43,24 @@ export async function post (url, headers, message, dispatcher) {
   return { status: res.statusCode, headers: res.headers, message: parseMessage(text, contentType), text }
 }
 
+/** The session an initialize answer opened: its id (none from a stateless server) and the protocol version agreed. */
+export function sessionOf (headers, result) {
+  const id = headers['mcp-session-id']
+  return { id: typeof id === 'string' ? id : undefined, protocolVersion: result?.protocolVersion ?? PROTOCOL_VERSION }
+}
+
+/** MCP transports "Session Management": a client that is done sends DELETE with its session id. */
+export async function deleteSession (url, token, session, dispatcher) {
+  const { 'content-type': _, ...headers } = mcpHeaders(token, session)
+  const res = await request(url, { method: 'DELETE', headers, dispatcher })
+  return { status: res.statusCode, text: await res.body.text() }
+}
+
 /** What a fresh client does first: initialize, then notifications/initialized. */
 export async function openSession (url, token) {
   const init = await post(url, mcpHeaders(token), initializeMessage())
   if (init.status !== 200 || init.message?.result === undefined) throw new Error(`initialize failed: HTTP ${init.status} ${init.text.slice(0, 300)}`)
-  const id = init.headers['mcp-session-id']
-  const session = { id: typeof id === 'string' ? id : undefined, protocolVersion: init.message.result.protocolVersion ?? PROTOCOL_VERSION }
+  const session = sessionOf(init.headers, init.message.result)
   const note = await post(url, mcpHeaders(token, session), initializedNotification)
   if (note.status >= 300) throw new Error(`notifications/initialized failed: HTTP ${note.status} ${note.text.slice(0, 300)}`)
   return session

@@ -28,10 +28,10 @@ export function aggregate (rounds) {
   }
 }
 
-const fmt = (n, digits = 0) => Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a'
-const ms = (n) => Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : 'n/a'
+export const fmt = (n, digits = 0) => Number.isFinite(n) ? n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a'
+export const ms = (n) => Number.isFinite(n) ? (n < 10 ? n.toFixed(2) : n.toFixed(1)) : 'n/a'
 const ratio = (a, b) => Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN
-const mb = (bytes) => (bytes / 2 ** 20).toFixed(1)
+export const mb = (bytes) => (bytes / 2 ** 20).toFixed(1)
 
 export function markdown ({ machine, settings, versions, scenarios, table, memory, profile, notes, startedAt, elapsedSec }) {
   const out = []

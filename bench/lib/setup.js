@@ -35,6 +35,18 @@ export function benchSettings () {
   }
 }
 
+/** bench/soak.js: SOAK_DURATION (s), SOAK_CONNECTIONS (workers, each one request at a time), SOAK_IDLE_TTL (s), SOAK_INTERVAL (s). */
+export function soakSettings () {
+  const connections = Math.round(positive('SOAK_CONNECTIONS', 32))
+  if (connections < 4) throw new Error('SOAK_CONNECTIONS must be at least 4 (long-lived sessions, churn and idle workers)')
+  return {
+    duration: positive('SOAK_DURATION', 180),
+    connections,
+    idleTtlSec: Math.round(positive('SOAK_IDLE_TTL', 30)),
+    intervalSec: positive('SOAK_INTERVAL', 10)
+  }
+}
+
 export function machine () {
   let cpu = 'unknown CPU'
   try {
@@ -43,8 +55,9 @@ export function machine () {
   return { nproc: availableParallelism(), cpu, node: process.version, kernel: release(), memGb: totalmem() / 2 ** 30 }
 }
 
-export async function startFixtures () {
-  const { child, ready } = await startChild(FIXTURES, { name: 'fixtures', options: { audience: RESOURCE, scope: REQUIRED_SCOPE } })
+/** The JWKS issuer and the fake Alpha Vantage; `subjects` asks for a token per subject as well (`tokens`). */
+export async function startFixtures ({ subjects } = {}) {
+  const { child, ready } = await startChild(FIXTURES, { name: 'fixtures', options: { audience: RESOURCE, scope: REQUIRED_SCOPE, subjects } })
   return { child, ...ready }
 }
 

@@ -23,7 +23,11 @@ async function listen (handler) {
   return s
 }
 
-async function start ({ audience, subject = 'bench-user', scope = 'news:read', tokenTtlSec = 3600 }) {
+/**
+ * `token` is for `subject`; `tokens` has one per entry of `subjects` (by
+ * subject), for a run whose callers must not share the per-subject caps.
+ */
+async function start ({ audience, subject = 'bench-user', subjects = [], scope = 'news:read', tokenTtlSec = 3600 }) {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true })
   const kid = `bench-${randomBytes(4).toString('hex')}`
   const jwks = JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'RS256', use: 'sig' }] })
@@ -45,7 +49,7 @@ async function start ({ audience, subject = 'bench-user', scope = 'news:read', t
   })
   const origin = `http://127.0.0.1:${server.address().port}`
   const now = Math.floor(Date.now() / 1000)
-  const token = await new SignJWT({ sub: subject, client_id: 'bench-client', scope, jti: randomBytes(8).toString('hex') })
+  const sign = (sub) => new SignJWT({ sub, client_id: 'bench-client', scope, jti: randomBytes(8).toString('hex') })
     .setProtectedHeader({ alg: 'RS256', kid, typ: 'JWT' })
     .setIssuer(origin)
     .setAudience(audience)
@@ -53,7 +57,9 @@ async function start ({ audience, subject = 'bench-user', scope = 'news:read', t
     .setNotBefore(now - 5)
     .setExpirationTime(now + tokenTtlSec)
     .sign(privateKey)
-  return { issuer: origin, jwksUri: `${origin}/keys`, upstreamUrl: `${origin}/query`, token }
+  const tokens = {}
+  for (const sub of subjects) tokens[sub] = await sign(sub)
+  return { issuer: origin, jwksUri: `${origin}/keys`, upstreamUrl: `${origin}/query`, token: await sign(subject), tokens }
 }
 
 childProtocol(start, {

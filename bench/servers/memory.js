@@ -1,20 +1,11 @@
 // What N idle sessions hold: heap and RSS after a full GC, before and after
 // opening them with app.inject (initialize with a token). Run with --expose-gc.
-import { setImmediate as tick } from 'node:timers/promises'
 import { buildTarget } from './targets.js'
 import { childProtocol } from '../lib/child-protocol.js'
 import { PROTOCOL_VERSION, initializeMessage, mcpHeaders, toolsListMessage } from '../lib/mcp-client.js'
+import { settledMemoryUsage as settle } from '../lib/memory-usage.js'
 
 let fastify
-
-async function settle () {
-  for (let i = 0; i < 4; i++) {
-    globalThis.gc()
-    await tick()
-  }
-  const { heapUsed, rss, external, arrayBuffers } = process.memoryUsage()
-  return { heapUsed, rss, external, arrayBuffers }
-}
 
 async function initialize (headers, payload) {
   const res = await fastify.inject({ method: 'POST', url: '/mcp', headers, payload })
@@ -24,7 +15,6 @@ async function initialize (headers, payload) {
 }
 
 async function start ({ sessions, token, batch = 50, ...options }) {
-  if (typeof globalThis.gc !== 'function') throw new Error('run with node --expose-gc')
   fastify = await buildTarget(options)
   await fastify.ready()
   const headers = mcpHeaders(token)

@@ -152,6 +152,10 @@ export async function buildReference ({ stateless, jwksUri, issuer, audience, re
 export async function buildThisServer ({ env, logLevel = 'warn' }) {
   const { default: app, options } = await import('../../dist/app.js')
   const fastify = Fastify({ ...options, logger: { ...options.logger, level: logLevel } })
+  // Registered this way the app is encapsulated, and so are its decorators
+  // (mcpSessions): keep its context, the first one registered, for the soak to ask.
+  fastify.decorate('appContext', null)
+  fastify.addHook('onRegister', (instance) => { fastify.appContext ??= instance })
   await fastify.register(app, { env })
   return fastify
 }
