@@ -56,13 +56,13 @@ export class SessionStore {
   }
 
   /**
-   * Opens a session. A subject at its cap loses its own oldest session (a
+   * Opens a session. A subject at its cap loses its own least recently used session (a
    * flood from one subject never evicts another's); a full server refuses.
    */
   create (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo'], now = Date.now()): McpSession {
     let own = this.#bySubject.get(subject)
     if (own !== undefined && own.size >= this.#opts.maxSessionsPerSubject) {
-      this.end(own.values().next().value as string, 'evicted')
+      this.end(this.#leastRecentlyUsed(own), 'evicted')
     }
     if (this.#sessions.size >= this.#opts.maxSessions) {
       this.sweep(now)
@@ -91,6 +91,20 @@ export class SessionStore {
   /** The session with this id as it is, without refreshing or expiring it. */
   get (id: string): McpSession | undefined {
     return this.#sessions.get(id)
+  }
+
+  /**
+   * The subject's session used longest ago: a client busy in one session must
+   * not lose it to the same subject's new ones. A scan of at most the
+   * per-subject cap, on session creation only (the hot path stays O(1)).
+   */
+  #leastRecentlyUsed (ids: Set<string>): string {
+    let oldest: McpSession | undefined
+    for (const id of ids) {
+      const session = this.#sessions.get(id) as McpSession
+      if (oldest === undefined || session.lastSeen < oldest.lastSeen) oldest = session
+    }
+    return (oldest as McpSession).id
   }
 
   /** The live session with this id, refreshed; undefined when unknown or expired. */

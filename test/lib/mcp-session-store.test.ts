@@ -91,6 +91,16 @@ t.test("a subject at its cap loses its own oldest session, not another subject's
   t.equal(sessions.countFor('alice'), 2)
 })
 
+t.test('the session evicted at the cap is the one used longest ago, not the one opened first', async t => {
+  const { sessions, ended } = store({ maxSessionsPerSubject: 2 })
+  const busy = sessions.create('alice', 'v', undefined, T0)
+  const idle = sessions.create('alice', 'v', undefined, T0 + 10)
+  sessions.touch(busy.id, T0 + 20) // the first session is the one in use
+  sessions.create('alice', 'v', undefined, T0 + 30)
+  t.same(ended, [[idle.id, 'evicted']])
+  t.equal(sessions.get(busy.id), busy, 'the session in use survives')
+})
+
 t.test('a full server sweeps, then refuses', async t => {
   const { sessions } = store({ idleTtlMs: 1000, maxSessions: 2 })
   sessions.create('a', 'v', undefined, T0)
