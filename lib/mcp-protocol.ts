@@ -95,6 +95,9 @@ function failedUnexpectedly (tool: string): CallToolResult {
   return { content: [{ type: 'text', text: `The tool ${tool} failed unexpectedly; try again later.` }], isError: true }
 }
 
+/** sendProgress when the client asked for no progress. */
+const ignoreProgress = (): void => {}
+
 function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: string }>): string {
   return issues.map(i => `${i.path.length > 0 ? i.path.map(String).join('.') : '(arguments)'}: ${i.message}`).join('; ')
 }
@@ -194,7 +197,7 @@ export class McpProtocol {
             method: 'notifications/progress',
             params: { progressToken, progress, ...(total !== undefined && { total }), ...(message !== undefined && { message }) }
           })
-        : () => {}
+        : ignoreProgress
     }
     let result: CallToolResult
     try {

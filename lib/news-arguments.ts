@@ -78,11 +78,15 @@ export function checkWindow (args: { timeFrom?: number, timeTo?: number }, ctx: 
 /** Always 50 articles upstream (Alpha Vantage's default): a different `limit` is the same cached question. */
 export const UPSTREAM_LIMIT = 50
 
-export function toNewsQuery (args: { tickers?: string[], topics?: string[], timeFrom?: number, timeTo?: number, sort: NewsQuery['sort'] }): NewsQuery {
+export function toNewsQuery (
+  args: { topics?: string[], timeFrom?: number, timeTo?: number, sort: NewsQuery['sort'] },
+  tickers: string[] | undefined,
+  topics: string[] | undefined = args.topics
+): NewsQuery {
   // Plain assignments: this runs on every call, cache hits included.
   const query: NewsQuery = { sort: args.sort, limit: UPSTREAM_LIMIT }
-  if (args.tickers !== undefined) query.tickers = args.tickers
-  if (args.topics !== undefined) query.topics = args.topics
+  if (tickers !== undefined) query.tickers = tickers
+  if (topics !== undefined) query.topics = topics
   if (args.timeFrom !== undefined) query.timeFrom = toEasternStamp(args.timeFrom)
   if (args.timeTo !== undefined) query.timeTo = toEasternStamp(args.timeTo)
   return query

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { ToolRegistry, type ObjectSchema, type ToolDefinition, type ToolHandler } from '../lib/mcp-tools.js'
 import {
@@ -156,12 +156,13 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
   const allowAllOrigins = opts.allowedOrigins.includes('*')
   const allowedOrigins = new Set(opts.allowedOrigins)
-  const checkOrigin: onRequestAsyncHookHandler = async (request, reply) => {
+  // A callback hook: no promise per request on the hot path.
+  const checkOrigin: onRequestHookHandler = (request, reply, done) => {
     const origin = request.headers.origin
-    if (origin === undefined || allowAllOrigins || allowedOrigins.has(origin)) return
-    if (allowedOrigins.size === 0 && isLoopbackOrigin(origin)) return
+    if (origin === undefined || allowAllOrigins || allowedOrigins.has(origin)) return done()
+    if (allowedOrigins.size === 0 && isLoopbackOrigin(origin)) return done()
     request.log.info({ origin }, 'MCP request refused: origin not allowed')
-    return reply.code(403).send(rpcError(null, RpcError.ServerError, `Forbidden: origin ${origin} is not allowed`))
+    reply.code(403).send(rpcError(null, RpcError.ServerError, `Forbidden: origin ${origin} is not allowed`))
   }
 
   function subjectOf (request: FastifyRequest): string {

@@ -50,7 +50,7 @@ export default async function marketNewsTool (fastify: FastifyInstance): Promise
     annotations: { title: 'Market news by topic', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, ctx) => {
     const topics = [...new Set(args.topics)]
-    return await responder.respond(toNewsQuery({ ...args, topics }), String(args.limit), ctx, feed => {
+    return await responder.respond(toNewsQuery(args, undefined, topics), String(args.limit), ctx, feed => {
       const { articles } = feed
       const ranked = articles
         .map((article, i) => ({ article, i, relevance: topicRelevance(topics, article) }))

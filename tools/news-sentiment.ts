@@ -50,9 +50,11 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
     outputSchema: NewsSentimentOutput,
     annotations: { title: 'News sentiment for a ticker', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, ctx) => {
-    // `ticker` and `tickers` together mean all of them.
-    const tickers = [...new Set([...(args.ticker === undefined ? [] : [args.ticker]), ...(args.tickers ?? [])])]
-    return await responder.respond(toNewsQuery({ ...args, tickers }), `${tickers.join(',')}|${args.limit}`, ctx, feed => {
+    // `ticker` and `tickers` together mean all of them. (One ticker, the usual case, allocates nothing more.)
+    const tickers = args.tickers === undefined
+      ? [args.ticker as string]
+      : [...new Set(args.ticker === undefined ? args.tickers : [args.ticker, ...args.tickers])]
+    return await responder.respond(toNewsQuery(args, tickers), `${tickers.join(',')}|${args.limit}`, ctx, feed => {
       const { articles } = feed
       const fields = {
         tickers,

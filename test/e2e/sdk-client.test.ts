@@ -152,7 +152,7 @@ t.test('with nothing configured, an SDK client discovers the development issuer 
   }, { skipOverride: true })
   await ctx.app.listen({ port, host: '127.0.0.1' })
   const { clientId, clientSecret } = ctx.app.devIssuer
-  const authProvider = new ClientCredentialsProvider({ clientId, clientSecret })
+  const authProvider = new ClientCredentialsProvider({ clientId, clientSecret, expectedIssuer: `http://127.0.0.1:${port}/dev-issuer` })
   const { client } = await connect(t, new URL(resource), { authProvider })
   const tokens = await authProvider.tokens()
   const claims = JSON.parse(Buffer.from(String(tokens?.access_token).split('.')[1] ?? '', 'base64url').toString()) as { iss: string }

@@ -132,6 +132,10 @@ t.test('several tickers: one aggregate each, sent as one comma-joined list', asy
   t.same(out.aggregate[1].labelCounts, msft.labelCounts)
   t.equal(ctx.upstream.hits[0]!.params.get('tickers'), 'AAPL,MSFT')
   t.match(res.text.split('\n')[0], / \| MSFT: /, 'both tickers lead the text')
+
+  const both = await call(TOOL, { ticker: 'tsm', tickers: ['AAPL', 'TSM'], limit: 1 })
+  t.same(both.result?.structuredContent.tickers, ['TSM', 'AAPL'], 'ticker and tickers together mean all of them, once each')
+  t.equal(ctx.upstream.hits[1]!.params.get('tickers'), 'TSM,AAPL')
 })
 
 t.test('an empty feed says so', async t => {
