@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import cors, { type FastifyCorsOptions } from '@fastify/cors'
 import type { FastifyInstance } from 'fastify'
+import { LOOPBACK_ORIGIN } from '../lib/loopback-origin.js'
 
 export interface CorsOptions {
   /** Allowed origins; empty means loopback origins only, `*` any origin. */
@@ -8,8 +9,6 @@ export interface CorsOptions {
   /** Path prefixes readable from any origin (discovery documents). Default: `/.well-known/`. */
   publicPrefixes?: string[]
 }
-
-const LOOPBACK_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/
 
 const common: FastifyCorsOptions = {
   // Bearer tokens travel in a header, not cookies: credentials mode is never

@@ -7,6 +7,7 @@ import {
   type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse, type DispatchScope, type ServerInfo
 } from '../lib/mcp-protocol.js'
 import { slashVariants } from '../lib/route-paths.js'
+import { isLoopbackOrigin } from '../lib/loopback-origin.js'
 import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp-session-store.js'
 
 export { ToolError } from '../lib/mcp-tools.js'
@@ -69,15 +70,6 @@ function accepts (accept: string | undefined, type: string, family: string): boo
   // RFC 9110 §12.5.1: no Accept header means any type is acceptable.
   if (accept === undefined) return true
   return accept.includes(type) || accept.includes(family) || accept.includes('*/*')
-}
-
-function isLoopbackOrigin (origin: string): boolean {
-  try {
-    const { hostname } = new URL(origin)
-    return hostname === 'localhost' || hostname === '127.0.0.1' || hostname === '[::1]'
-  } catch {
-    return false
-  }
 }
 
 function sseEvent (message: JsonRpcResponse | JsonRpcNotification): string {

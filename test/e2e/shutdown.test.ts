@@ -1,22 +1,14 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { createRequire } from 'node:module'
 import { once } from 'node:events'
 import { LocalIssuer } from '../helpers/issuer.js'
 import { FakeAlphaVantage } from '../helpers/fake-alpha-vantage.js'
+import { freePort } from '../helpers/mcp-app.js'
 
 const require = createRequire(import.meta.url)
 const cli = require.resolve('fastify-cli/cli.js')
 const appPath = new URL('../../app.ts', import.meta.url).pathname
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
 
 const headers = (token: string, session?: string): Record<string, string> => ({
   'content-type': 'application/json',
