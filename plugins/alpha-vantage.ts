@@ -1,8 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { AlphaVantageClient, type AlphaVantageClientOptions, type NewsFeed } from '../lib/alpha-vantage.js'
-import { MemoryResponseCache, type ResponseCache } from '../lib/news-cache.js'
-import { NewsService } from '../lib/news-service.js'
+import { AlphaVantageClient, type AlphaVantageClientOptions, type NewsFeed } from '../lib/news/alpha-vantage.js'
+import { MemoryResponseCache, type ResponseCache } from '../lib/news/cache.js'
+import { NewsService } from '../lib/news/service.js'
 
 export interface AlphaVantagePluginOptions extends AlphaVantageClientOptions {
   /** Say at startup that the public demo key is in use. */

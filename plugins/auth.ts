@@ -2,10 +2,10 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify'
 import type { JSONWebKeySet } from 'jose'
 import type { Dispatcher } from 'undici'
-import { JwksCache, localKeyLookup } from '../lib/jwks-cache.js'
-import { AccessTokenVerifier, AuthFailure, type AuthContext, type AuthFailureKind } from '../lib/access-token-verifier.js'
+import { JwksCache, localKeyLookup } from '../lib/auth/jwks-cache.js'
+import { AccessTokenVerifier, AuthFailure, type AuthContext, type AuthFailureKind } from '../lib/auth/access-token-verifier.js'
 
-export type { AuthContext } from '../lib/access-token-verifier.js'
+export type { AuthContext } from '../lib/auth/access-token-verifier.js'
 
 export interface AuthPluginOptions {
   /** Accepted `iss` values. */

@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import cors, { type FastifyCorsOptions } from '@fastify/cors'
 import type { FastifyInstance } from 'fastify'
-import { LOOPBACK_ORIGIN } from '../lib/loopback-origin.js'
+import { LOOPBACK_ORIGIN } from '../lib/http/loopback-origin.js'
 
 export interface CorsOptions {
   /** Allowed origins; empty means loopback origins only, `*` any origin. */

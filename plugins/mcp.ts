@@ -1,17 +1,17 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { ToolRegistry, type ObjectSchema, type ToolDefinition, type ToolHandler } from '../lib/mcp-tools.js'
+import { ToolRegistry, type ObjectSchema, type ToolDefinition, type ToolHandler } from '../lib/mcp/tools.js'
 import {
   McpProtocol, PROTOCOL_VERSIONS, DEFAULT_HTTP_PROTOCOL_VERSION, RpcError, RpcFailure, classify, rpcError,
   type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse, type DispatchScope, type ServerInfo
-} from '../lib/mcp-protocol.js'
-import { slashVariants } from '../lib/route-paths.js'
-import { isLoopbackOrigin } from '../lib/loopback-origin.js'
-import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp-session-store.js'
+} from '../lib/mcp/protocol.js'
+import { slashVariants } from '../lib/http/route-paths.js'
+import { isLoopbackOrigin } from '../lib/http/loopback-origin.js'
+import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp/session-store.js'
 
-export { ToolError } from '../lib/mcp-tools.js'
-export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp-tools.js'
+export { ToolError } from '../lib/mcp/tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
 
 export interface McpPluginOptions {
   /** Where the Streamable HTTP endpoint lives (default `/mcp`; `/mcp/` is served too). */

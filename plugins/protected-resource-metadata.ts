@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
-import { slashVariants } from '../lib/route-paths.js'
+import { slashVariants } from '../lib/http/route-paths.js'
 
 export interface ProtectedResourceMetadataOptions {
   /** The resource identifier, published exactly as given (RFC 9728 §2). */

@@ -1,13 +1,13 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import type { Article } from '../lib/alpha-vantage.js'
-import { NewsResponder } from '../lib/news-responder.js'
-import { Limit, Sort, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, topicMatches } from '../lib/news-arguments.js'
-import { overallAggregate, timeSpanOf } from '../lib/sentiment.js'
+import type { Article } from '../lib/news/alpha-vantage.js'
+import { NewsResponder } from '../lib/news/responder.js'
+import { Limit, Sort, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, topicMatches } from '../lib/news/arguments.js'
+import { overallAggregate, timeSpanOf } from '../lib/news/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
   aggregateText, articleLines, articleView, spanText
-} from '../lib/news-format.js'
+} from '../lib/news/format.js'
 
 export const MarketNewsInput = z.object({
   topics: z.array(Topic).min(1).max(5).describe('One or more topics; articles must match all of them'),

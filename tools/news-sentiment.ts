@@ -1,12 +1,12 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import { NewsResponder } from '../lib/news-responder.js'
-import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news-arguments.js'
-import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/sentiment.js'
+import { NewsResponder } from '../lib/news/responder.js'
+import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news/arguments.js'
+import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/news/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
   aggregateText, articleLines, articleView, spanText
-} from '../lib/news-format.js'
+} from '../lib/news/format.js'
 
 export const NewsSentimentInput = z.object({
   ticker: Ticker.optional().describe('Ticker symbol: a stock (AAPL, BRK.B), crypto (CRYPTO:BTC) or currency (FOREX:EUR)'),

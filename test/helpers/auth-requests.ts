@@ -1,7 +1,7 @@
 import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import type { JwksCache } from '../../lib/jwks-cache.js'
+import type { JwksCache } from '../../lib/auth/jwks-cache.js'
 import type { Test } from 'tap'
 import { MCP_HEADERS, initializeBody } from './build-app.js'
 

@@ -1,8 +1,8 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import alphaVantage from '../../plugins/alpha-vantage.js'
-import type { NewsFeed } from '../../lib/alpha-vantage.js'
-import type { CacheEntry, ResponseCache } from '../../lib/news-cache.js'
+import type { NewsFeed } from '../../lib/news/alpha-vantage.js'
+import type { CacheEntry, ResponseCache } from '../../lib/news/cache.js'
 import { FakeAlphaVantage } from '../helpers/fake-alpha-vantage.js'
 
 t.test('refuses to start without an API key, naming the plugin', async t => {

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { NewsService } from '../../lib/news-service.js'
+import { NewsService } from '../../lib/news/service.js'
 import { API_KEY, buildApp, type TestContext } from '../helpers/build-app.js'
 import { newsFixture, type UpstreamMode } from '../helpers/fake-alpha-vantage.js'
 import { referenceIso, referenceStamp } from '../helpers/eastern-reference.js'

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { NewsResponder } from '../../lib/news-responder.js'
-import { AlphaVantageError, type NewsFeed } from '../../lib/alpha-vantage.js'
-import type { NewsAnswer, NewsService } from '../../lib/news-service.js'
-import { ToolError } from '../../lib/mcp-tools.js'
+import { NewsResponder } from '../../../lib/news/responder.js'
+import { AlphaVantageError, type NewsFeed } from '../../../lib/news/alpha-vantage.js'
+import type { NewsAnswer, NewsService } from '../../../lib/news/service.js'
+import { ToolError } from '../../../lib/mcp/tools.js'
 
 function answerFor (feed: NewsFeed, over: Partial<NewsAnswer> = {}): NewsAnswer {
   return {

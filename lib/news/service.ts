@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { AlphaVantageError, type AlphaVantageClient, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
-import type { ResponseCache } from './news-cache.js'
+import type { ResponseCache } from './cache.js'
 
 export type QuotaState = 'ok' | 'near' | 'spent'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { MemoryResponseCache } from '../../lib/news-cache.js'
+import { MemoryResponseCache } from '../../../lib/news/cache.js'
 
 function cache (opts: { maxEntries?: number, maxBytes?: number, retentionMs?: number } = {}): { cache: MemoryResponseCache<string>, clock: { now: number } } {
   const clock = { now: 1_000_000 }

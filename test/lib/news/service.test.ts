@@ -1,8 +1,8 @@
 import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
-import { AlphaVantageError, type NewsFeed, type NewsQuery } from '../../lib/alpha-vantage.js'
-import { MemoryResponseCache } from '../../lib/news-cache.js'
-import { NewsService, cacheKey, type NewsServiceOptions } from '../../lib/news-service.js'
+import { AlphaVantageError, type NewsFeed, type NewsQuery } from '../../../lib/news/alpha-vantage.js'
+import { MemoryResponseCache } from '../../../lib/news/cache.js'
+import { NewsService, cacheKey, type NewsServiceOptions } from '../../../lib/news/service.js'
 
 const DAY = 86_400_000
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import type { Article } from '../../lib/alpha-vantage.js'
-import { aggregateFor, labelFor, overallAggregate, relevanceTo, timeSpanOf } from '../../lib/sentiment.js'
+import type { Article } from '../../../lib/news/alpha-vantage.js'
+import { aggregateFor, labelFor, overallAggregate, relevanceTo, timeSpanOf } from '../../../lib/news/sentiment.js'
 
 function article (over: Partial<Article>): Article {
   return {

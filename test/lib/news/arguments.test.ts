@@ -1,7 +1,7 @@
 import t from 'tap'
-import { TOPICS, parseTime, toNewsQuery, topicMatches } from '../../lib/news-arguments.js'
-import { easternWallToEpoch, referenceStamp } from '../helpers/eastern-reference.js'
-import { ageText } from '../../lib/news-format.js'
+import { TOPICS, parseTime, toNewsQuery, topicMatches } from '../../../lib/news/arguments.js'
+import { easternWallToEpoch, referenceStamp } from '../../helpers/eastern-reference.js'
+import { ageText } from '../../../lib/news/format.js'
 
 t.test('every topic code matches the name the feed gives it, and no other', async t => {
   // The names Alpha Vantage's feed writes for its 15 topics.

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import type { Article } from './alpha-vantage.js'
-import type { NewsAnswer } from './news-service.js'
+import type { NewsAnswer } from './service.js'
 import { SENTIMENT_LABELS, labelFor, type LabelCounts } from './sentiment.js'
 
 /** What both news tools return besides their own figures: structured, and compact text for a model's context. */

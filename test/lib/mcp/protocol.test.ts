@@ -1,8 +1,8 @@
 import t from 'tap'
 import { z } from 'zod'
 import Fastify from 'fastify'
-import { McpProtocol, PROTOCOL_VERSIONS, classify, rpcError, type DispatchScope } from '../../lib/mcp-protocol.js'
-import { ToolRegistry } from '../../lib/mcp-tools.js'
+import { McpProtocol, PROTOCOL_VERSIONS, classify, rpcError, type DispatchScope } from '../../../lib/mcp/protocol.js'
+import { ToolRegistry } from '../../../lib/mcp/tools.js'
 
 t.test('classify sorts messages by their JSON-RPC 2.0 shape (§4, §5)', async t => {
   const cases: Array<[unknown, string]> = [

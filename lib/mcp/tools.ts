@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { CallToolResult, ToolAnnotations, Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyBaseLogger } from 'fastify'
-import type { AuthContext } from './access-token-verifier.js'
+import type { AuthContext } from '../auth/access-token-verifier.js'
 
 export type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
 

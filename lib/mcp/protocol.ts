@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
-import type { AuthContext } from './access-token-verifier.js'
-import { ToolError, type CallToolResult, type ToolContext, type ToolRegistry } from './mcp-tools.js'
+import type { AuthContext } from '../auth/access-token-verifier.js'
+import { ToolError, type CallToolResult, type ToolContext, type ToolRegistry } from './tools.js'
 
 /** JSON-RPC 2.0 error codes (JSON-RPC §5.1) and the MCP ones. */
 export const RpcError = {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { z } from 'zod'
-import { ToolRegistry, type ToolDefinition } from '../../lib/mcp-tools.js'
+import { ToolRegistry, type ToolDefinition } from '../../../lib/mcp/tools.js'
 
 const handler = (): { content: [] } => ({ content: [] })
 const input = z.object({ q: z.string() })

@@ -2,10 +2,10 @@ import t, { type Test } from 'tap'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { jwtVerify } from 'jose'
-import { JwksCache, JwksUnavailableError } from '../../lib/jwks-cache.js'
-import { buildApp, type TestContext } from '../helpers/build-app.js'
-import { LocalIssuer, makeKey, type JwksMode } from '../helpers/issuer.js'
-import { jwksCacheOf, postInitialize } from '../helpers/auth-requests.js'
+import { JwksCache, JwksUnavailableError } from '../../../lib/auth/jwks-cache.js'
+import { buildApp, type TestContext } from '../../helpers/build-app.js'
+import { LocalIssuer, makeKey, type JwksMode } from '../../helpers/issuer.js'
+import { jwksCacheOf, postInitialize } from '../../helpers/auth-requests.js'
 
 /** An issuer in the given JWKS mode, closed when the test ends (buildApp closes only the issuers it starts). */
 async function issuerIn (t: Test, mode: JwksMode): Promise<LocalIssuer> {

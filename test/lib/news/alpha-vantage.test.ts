@@ -1,9 +1,9 @@
 import t, { type Test } from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { AlphaVantageClient, AlphaVantageError, classifyUpstreamMessage, toNumber, type AlphaVantageClientOptions } from '../../lib/alpha-vantage.js'
-import { FakeAlphaVantage, newsFixture, type UpstreamMode } from '../helpers/fake-alpha-vantage.js'
-import { referenceIso } from '../helpers/eastern-reference.js'
+import { AlphaVantageClient, AlphaVantageError, classifyUpstreamMessage, toNumber, type AlphaVantageClientOptions } from '../../../lib/news/alpha-vantage.js'
+import { FakeAlphaVantage, newsFixture, type UpstreamMode } from '../../helpers/fake-alpha-vantage.js'
+import { referenceIso } from '../../helpers/eastern-reference.js'
 
 const KEY = 'UNIT-KEY-42'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { easternStampToEpoch, easternToIso, toEasternStamp } from '../../lib/eastern-time.js'
-import { referenceIso, referenceStamp } from '../helpers/eastern-reference.js'
+import { easternStampToEpoch, easternToIso, toEasternStamp } from '../../../lib/news/eastern-time.js'
+import { referenceIso, referenceStamp } from '../../helpers/eastern-reference.js'
 
 t.test('Eastern stamps → UTC around the 2024 DST switches', async t => {
   // Every quarter hour from the day before to the day after each switch.

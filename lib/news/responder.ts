@@ -1,7 +1,7 @@
 import { AlphaVantageError, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
-import type { NewsAnswer, NewsService } from './news-service.js'
-import { freshnessOf, noticeLines } from './news-format.js'
-import { ToolError, type CallToolResult } from './mcp-tools.js'
+import type { NewsAnswer, NewsService } from './service.js'
+import { freshnessOf, noticeLines } from './format.js'
+import { ToolError, type CallToolResult } from '../mcp/tools.js'
 
 /** What a tool computes from a feed: the same for every call answered from the same cached feed. */
 export interface NewsView<F extends Record<string, unknown>> {
