@@ -9,6 +9,7 @@ import protectedResourceMetadata from './plugins/protected-resource-metadata.js'
 import alphaVantage from './plugins/alpha-vantage.js'
 import rateLimit from './plugins/rate-limit.js'
 import mcp from './plugins/mcp.js'
+import redis from './plugins/redis.js'
 import healthRoutes from './routes/health.js'
 import newsSentimentTool from './tools/news-sentiment.js'
 import marketNewsTool from './tools/market-news.js'
@@ -43,6 +44,9 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   const { config: cfg } = fastify
 
   await fastify.register(gracefulClose)
+
+  // Shared state for several replicas; without REDIS_URL everything stays in memory.
+  if (cfg.redis !== undefined) await fastify.register(redis, cfg.redis)
 
   await fastify.register(cors, { origins: cfg.mcp.allowedOrigins })
 

@@ -69,7 +69,12 @@ const schema = {
     MCP_STATELESS: { type: 'boolean', default: false },
     MCP_BODY_LIMIT: { type: 'integer', minimum: 1024, maximum: 67108864, default: 1048576 },
     MCP_RATE_LIMIT_MAX: { type: 'integer', minimum: 0, maximum: 100000000, default: 600 },
-    MCP_RATE_LIMIT_WINDOW_SEC: { type: 'integer', minimum: 1, maximum: 86400, default: 60 }
+    MCP_RATE_LIMIT_WINDOW_SEC: { type: 'integer', minimum: 1, maximum: 86400, default: 60 },
+
+    REDIS_URL: { type: 'string' },
+    REDIS_KEY_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.:{}-]{1,64}$', default: 'fnmcp:' },
+    REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 5000 },
+    REDIS_COMMAND_TIMEOUT_MS: { type: 'integer', minimum: 10, maximum: 60000, default: 2000 }
   }
 } as const
 
@@ -119,6 +124,10 @@ interface RawEnv {
   MCP_BODY_LIMIT: number
   MCP_RATE_LIMIT_MAX: number
   MCP_RATE_LIMIT_WINDOW_SEC: number
+  REDIS_URL?: string
+  REDIS_KEY_PREFIX: string
+  REDIS_CONNECT_TIMEOUT_MS: number
+  REDIS_COMMAND_TIMEOUT_MS: number
 }
 
 export interface AppConfig {
@@ -181,6 +190,13 @@ export interface AppConfig {
     rateLimitMax: number
     rateLimitWindowMs: number
   }
+  /** Shared state for several replicas; absent: everything stays in this process's memory. */
+  redis?: {
+    url: string
+    keyPrefix: string
+    connectTimeoutMs: number
+    commandTimeoutMs: number
+  }
 }
 
 export class ConfigError extends Error {
@@ -209,6 +225,23 @@ function absoluteUrl (variable: string, value: string): URL {
     throw new ConfigError(variable, `must be an http(s) URL (got ${JSON.stringify(value)})`)
   }
   return url
+}
+
+function redisUrl (value: string): string {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    // Never echo the value: a Redis URL may carry a password.
+    throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL (it does not parse as a URL)')
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL (got the scheme ${JSON.stringify(url.protocol)})`)
+  }
+  if (url.hostname === '') throw new ConfigError('REDIS_URL', 'must name a host')
+  const db = url.pathname.replace(/^\//, '')
+  if (db !== '' && !/^\d{1,2}$/.test(db)) throw new ConfigError('REDIS_URL', 'must end with a database number (/0 … /99) or nothing')
+  return value
 }
 
 function urlList (variable: string, value: string | undefined): string[] {
@@ -424,7 +457,17 @@ export function loadConfig (env: Env): AppConfig {
       bodyLimit: raw.MCP_BODY_LIMIT,
       rateLimitMax: raw.MCP_RATE_LIMIT_MAX,
       rateLimitWindowMs: raw.MCP_RATE_LIMIT_WINDOW_SEC * 1000
-    }
+    },
+    ...(raw.REDIS_URL === undefined
+      ? {}
+      : {
+          redis: {
+            url: redisUrl(raw.REDIS_URL),
+            keyPrefix: raw.REDIS_KEY_PREFIX,
+            connectTimeoutMs: raw.REDIS_CONNECT_TIMEOUT_MS,
+            commandTimeoutMs: raw.REDIS_COMMAND_TIMEOUT_MS
+          }
+        })
   }
 }
 

@@ -8,14 +8,16 @@ export default async function healthRoutes (fastify: FastifyInstance): Promise<v
   fastify.get('/ready', async (_request, reply) => {
     const jwks = fastify.jwksCache
     const keys = jwks === null || jwks.ready
-    const body = {
-      status: keys ? 'ready' : 'not_ready',
-      checks: {
-        config: 'ok',
-        signingKeys: keys ? 'ok' : 'unavailable'
-      }
+    const checks: Record<string, string> = { config: 'ok', signingKeys: keys ? 'ok' : 'unavailable' }
+    let ready = keys
+    // With shared state, a replica that cannot reach Redis cannot serve sessions: not ready, and why.
+    if (fastify.hasDecorator('redis')) {
+      const redis = fastify.redis
+      checks.redis = redis.available ? 'ok' : `unavailable${redis.lastError === undefined ? '' : `: ${redis.lastError}`}`
+      ready &&= redis.available
     }
-    if (!keys) reply.code(503).header('retry-after', '5')
+    const body = { status: ready ? 'ready' : 'not_ready', checks }
+    if (!ready) reply.code(503).header('retry-after', '5')
     return body
   })
 }

@@ -218,9 +218,28 @@ t.test('every invalid setting fails with one message naming its variable', async
     [{ AUTH_ISSUERS: 'https://idp.example.com' }, 'Invalid configuration: AUTH_JWKS_URI is required when AUTH_ISSUERS is set without SCALEKIT_ENVIRONMENT_URL'],
     [{ AUTH_JWKS_URI: 'https://idp.example.com/keys' }, 'Invalid configuration: AUTH_ISSUERS is required when AUTH_JWKS_URI is set without SCALEKIT_ENVIRONMENT_URL'],
     [{ AUTH_JWKS_URI: 'keys' }, 'Invalid configuration: AUTH_JWKS_URI must be an absolute http(s) URL (got "keys")'],
+    [{ REDIS_URL: 'localhost:6379' }, 'Invalid configuration: REDIS_URL must be a redis:// or rediss:// URL (got the scheme "localhost:")'],
+    [{ REDIS_URL: 'http://cache:6379' }, 'Invalid configuration: REDIS_URL must be a redis:// or rediss:// URL (got the scheme "http:")'],
+    [{ REDIS_URL: 'not a url' }, 'Invalid configuration: REDIS_URL must be a redis:// or rediss:// URL (it does not parse as a URL)'],
+    [{ REDIS_URL: 'redis://' }, 'Invalid configuration: REDIS_URL must name a host'],
+    [{ REDIS_URL: 'redis://cache:6379/zero' }, 'Invalid configuration: REDIS_URL must end with a database number (/0 … /99) or nothing'],
+    [{ REDIS_URL: 'redis://cache:6379', REDIS_KEY_PREFIX: 'has space' }, 'Invalid configuration: REDIS_KEY_PREFIX must match pattern "^[A-Za-z0-9_.:{}-]{1,64}$"'],
+    [{ REDIS_URL: 'redis://cache:6379', REDIS_COMMAND_TIMEOUT_MS: '1' }, 'Invalid configuration: REDIS_COMMAND_TIMEOUT_MS must be >= 10'],
     [{ NODE_ENV: 'production' }, 'Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)']
   ]
   for (const [env, message] of cases) t.equal(failure(env), message, JSON.stringify(env))
+})
+
+t.test('REDIS_URL switches to shared state; a password in it is never echoed in an error', async t => {
+  t.equal(loadConfig({}).redis, undefined, 'no REDIS_URL: in memory')
+  t.same(loadConfig({ REDIS_URL: 'rediss://app:s3cret@cache.example.com:6380/2', REDIS_KEY_PREFIX: 'news-prod:' }).redis, {
+    url: 'rediss://app:s3cret@cache.example.com:6380/2',
+    keyPrefix: 'news-prod:',
+    connectTimeoutMs: 5000,
+    commandTimeoutMs: 2000
+  })
+  t.equal(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redis?.keyPrefix, 'fnmcp:', 'default prefix')
+  t.notMatch(failure({ REDIS_URL: 'http://app:s3cret@cache:6379' }), /s3cret/)
 })
 
 t.test('a ConfigError carries a code', async t => {

@@ -1,0 +1,62 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { Socket } from 'node:net'
+import type { Test } from 'tap'
+import { freePort } from './mcp-app.js'
+
+/**
+ * A throwaway redis-server on a free 127.0.0.1 port, no persistence, stopped
+ * when the test ends. `stop()` and `start()` let a test take Redis away and
+ * bring it back on the same port, as an outage would.
+ */
+export class RedisServer {
+  #child: ChildProcess | undefined
+
+  private constructor (readonly port: number) {}
+
+  get url (): string {
+    return `redis://127.0.0.1:${this.port}`
+  }
+
+  /** A server on a free port (or the given one), started unless `started: false`. */
+  static async start (t: Test, opts: { port?: number, started?: boolean } = {}): Promise<RedisServer> {
+    const server = new RedisServer(opts.port ?? await freePort())
+    t.teardown(async () => { await server.stop() })
+    if (opts.started !== false) await server.start()
+    return server
+  }
+
+  async start (): Promise<void> {
+    const child = spawn('redis-server', [
+      '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+      '--protected-mode', 'yes', '--loglevel', 'warning'
+    ], { stdio: 'ignore' })
+    this.#child = child
+    const deadline = Date.now() + 10_000
+    while (!(await this.#answers())) {
+      if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}: is it installed (apt-get install redis-server)?`)
+      if (Date.now() > deadline) throw new Error('redis-server did not start within 10 s')
+      await new Promise(resolve => setTimeout(resolve, 25))
+    }
+  }
+
+  async stop (): Promise<void> {
+    const child = this.#child
+    this.#child = undefined
+    if (child === undefined || child.exitCode !== null) return
+    const exited = new Promise(resolve => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+  }
+
+  /** A PING over a raw socket: true once the server answers PONG. */
+  async #answers (): Promise<boolean> {
+    return await new Promise(resolve => {
+      const socket = new Socket()
+      socket.setTimeout(500)
+      socket.once('error', () => resolve(false))
+      socket.once('timeout', () => { socket.destroy(); resolve(false) })
+      socket.once('data', (data) => { socket.destroy(); resolve(data.toString().startsWith('+PONG')) })
+      socket.connect(this.port, '127.0.0.1', () => socket.write('PING\r\n'))
+    })
+  }
+}
