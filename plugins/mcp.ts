@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import { ToolRegistry, type ObjectSchema, type ToolDefinition, type ToolHandler } from '../lib/mcp/tools.js'
 import {
@@ -85,22 +85,28 @@ class RunningCall {
   #controller: AbortController | undefined
   #aborted = false
   #onClose: (() => void) | undefined
+  /** The response until the call is done: released then, so that nothing that outlives the call holds the request. */
+  res: ServerResponse | undefined
 
-  constructor (readonly res: ServerResponse) {}
+  constructor (res: ServerResponse) {
+    this.res = res
+  }
 
   /** Cancelled, or the client went away before its answer. */
   get aborted (): boolean {
-    return this.#aborted || (this.res.destroyed && !this.res.writableEnded)
+    const res = this.res
+    return this.#aborted || (res !== undefined && res.destroyed && !res.writableEnded)
   }
 
   get signal (): AbortSignal {
     if (this.#controller === undefined) {
       this.#controller = new AbortController()
-      if (this.aborted) {
+      const res = this.res
+      if (this.aborted || res === undefined) {
         this.#controller.abort()
       } else {
-        this.#onClose = () => { if (!this.res.writableEnded) this.abort() }
-        this.res.once('close', this.#onClose)
+        this.#onClose = () => { if (!res.writableEnded) this.abort() }
+        res.once('close', this.#onClose)
       }
     }
     return this.#controller.signal
@@ -111,8 +117,49 @@ class RunningCall {
     this.#controller?.abort()
   }
 
+  /**
+   * The session's in-flight Map is old-space and keeps a deleted entry's
+   * value until it rehashes: a RunningCall still holding its response there
+   * would drag the whole request (socket, buffers, Fastify objects) into the
+   * old generation. Releasing it here keeps the request young (issue 15).
+   */
   done (): void {
-    if (this.#onClose !== undefined) this.res.removeListener('close', this.#onClose)
+    if (this.#onClose !== undefined) this.res?.removeListener('close', this.#onClose)
+    this.#onClose = undefined
+    this.res = undefined
+  }
+}
+
+/**
+ * What a tools/call hands the protocol layer. A class, not an object literal
+ * with a getter: V8 gives every literal whose accessor is a fresh closure a
+ * map of its own, made in the old generation and pointing at the closure, so
+ * each request's objects would survive until the next mark-compact (issue 15).
+ */
+class CallScope implements DispatchScope {
+  stream: ServerResponse | undefined
+  /** A tool may report progress from work it left running after it returned: once the answer is on its way, that progress has nowhere to go. */
+  answered = false
+
+  constructor (
+    readonly auth: DispatchScope['auth'],
+    readonly sessionId: string | undefined,
+    readonly protocolVersion: string,
+    readonly log: FastifyBaseLogger,
+    readonly call: RunningCall,
+    readonly reply: FastifyReply,
+    readonly openSse: (reply: FastifyReply) => ServerResponse
+  ) {}
+
+  /** Made only if the tool asks for it: most calls (cache hits) never do. */
+  get signal (): AbortSignal {
+    return this.call.signal
+  }
+
+  notify (notification: JsonRpcNotification): void {
+    if (this.answered || this.call.aborted) return
+    this.stream ??= this.openSse(this.reply)
+    this.stream.write(sseEvent(notification))
   }
 }
 
@@ -237,34 +284,18 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     }
 
     // A tool call can run long: it gets a signal (client cancel, disconnect,
-    // session end) and may stream progress, switching the answer to SSE.
+    // session end) and may stream progress, switching the answer to SSE
+    // (post() has checked that the client accepts SSE).
     const call = new RunningCall(reply.raw)
     if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, call)
-    // post() has checked that the client accepts SSE.
-    let stream: ServerResponse | undefined
-    // A tool may report progress from work it left running after it returned:
-    // once the answer is on its way, that progress has nowhere to go.
-    let answered = false
-    const callScope: DispatchScope = {
-      auth: scope.auth,
-      sessionId: scope.sessionId,
-      protocolVersion,
-      log: scope.log,
-      // Made only if the tool asks for it: most calls (cache hits) never do.
-      get signal () { return call.signal },
-      notify (notification) {
-        if (answered || call.aborted) return
-        stream ??= openSse(reply)
-        stream.write(sseEvent(notification))
-      }
-    }
+    const callScope = new CallScope(request.auth, scope.sessionId, protocolVersion, request.log, call, reply, openSse)
     try {
       const response = await protocol.handle(msg, callScope)
-      answered = true
-      if (stream === undefined) {
+      callScope.answered = true
+      if (callScope.stream === undefined) {
         await sendResponse(reply, response)
       } else {
-        stream.end(sseEvent(response))
+        callScope.stream.end(sseEvent(response))
       }
     } finally {
       // A client reusing an id while the first call runs must not unregister the other call.

@@ -103,6 +103,38 @@ function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: str
 }
 
 /**
+ * A tool's view of its call. A class, not an object literal with a getter:
+ * V8 gives each literal whose accessor is a fresh closure a map of its own in
+ * the old generation, which would keep every request's objects alive until
+ * the next mark-compact (issue 15).
+ */
+class ToolCallContext implements ToolContext {
+  readonly auth: AuthContext | null
+  readonly sessionId: string | undefined
+  readonly log: FastifyBaseLogger
+  readonly sendProgress: ToolContext['sendProgress']
+
+  constructor (private readonly scope: DispatchScope, progressToken: string | number | undefined) {
+    this.auth = scope.auth
+    this.sessionId = scope.sessionId
+    this.log = scope.log
+    // A plain function, so that a tool may pass it around detached.
+    this.sendProgress = scope.notify !== undefined && progressToken !== undefined
+      ? (progress, total, message) => scope.notify?.({
+          jsonrpc: '2.0',
+          method: 'notifications/progress',
+          params: { progressToken, progress, ...(total !== undefined && { total }), ...(message !== undefined && { message }) }
+        })
+      : ignoreProgress
+  }
+
+  /** Read through: the transport makes the signal only if the tool asks for it. */
+  get signal (): AbortSignal {
+    return this.scope.signal
+  }
+}
+
+/**
  * The server side of MCP's base protocol and tools feature, one instance for
  * the whole server: it keeps no per-session state, so sessions cost only
  * their entry in the session store.
@@ -184,21 +216,7 @@ export class McpProtocol {
 
     const meta = params?._meta as { progressToken?: unknown } | undefined
     const progressToken = meta?.progressToken
-    const notify = scope.notify
-    const ctx: ToolContext = {
-      auth: scope.auth,
-      // Read through: the transport makes the signal only if the tool asks for it.
-      get signal () { return scope.signal },
-      sessionId: scope.sessionId,
-      log: scope.log,
-      sendProgress: notify !== undefined && (typeof progressToken === 'string' || typeof progressToken === 'number')
-        ? (progress, total, message) => notify({
-            jsonrpc: '2.0',
-            method: 'notifications/progress',
-            params: { progressToken, progress, ...(total !== undefined && { total }), ...(message !== undefined && { message }) }
-          })
-        : ignoreProgress
-    }
+    const ctx = new ToolCallContext(scope, typeof progressToken === 'string' || typeof progressToken === 'number' ? progressToken : undefined)
     let result: CallToolResult
     try {
       result = await tool.handler(parsed.data, ctx)
