@@ -12,7 +12,7 @@ import {
   BENCH_DIR, LOG_LEVEL, MEMORY, SERVE, benchSettings, machine, referenceOptions, startFixtures, thisServerEnv
 } from './lib/setup.js'
 import {
-  PROTOCOL_VERSION, expectResult, initializeMessage, mcpHeaders, openSession, post, toolsCallMessage, toolsListMessage
+  PROTOCOL_VERSION, echoCallMessage, expectResult, initializeMessage, mcpHeaders, openSession, post, toolsCallMessage, toolsListMessage
 } from './lib/mcp-client.js'
 import { freshClients, hammer } from './lib/load.js'
 import { aggregate, markdown } from './lib/report.js'
@@ -27,7 +27,11 @@ const SCENARIOS = [
   { name: 'session tools/call', mode: 'session', message: toolsCallMessage },
   { name: 'stateless tools/list', mode: 'stateless', message: toolsListMessage },
   { name: 'stateless tools/call', mode: 'stateless', message: toolsCallMessage },
-  { name: 'fresh client: initialize + tools/call', mode: 'fresh' }
+  { name: 'fresh client: initialize + tools/call', mode: 'fresh' },
+  // Issue 15: the tail, at 20 connections, for a trivial tool through the
+  // auth and mcp plugins alone, and for the whole app's news tool answered from its cache.
+  { name: 'tail: echo tools/call, plugins', mode: 'session', message: echoCallMessage, connections: 20, set: 'echo' },
+  { name: 'tail: news tools/call from cache, app', mode: 'session', message: toolsCallMessage, connections: 20, set: 'tail' }
 ]
 
 const measurements = SCENARIOS.length * 3 * (settings.rounds * settings.duration + settings.warmup)
@@ -57,16 +61,19 @@ async function measure (scenario, target, duration) {
   }
 
   const hitsBefore = target.kind === 'app' ? (await ask(fixtures.child, 'hits')).upstream : undefined
+  const connections = scenario.connections ?? settings.connections
+  await ask(target.child, 'gcReset')
   const serverCpu = await ask(target.child, 'cpu')
   const ownCpu = process.cpuUsage()
   const started = performance.now()
   const result = scenario.mode === 'fresh'
-    ? await freshClients({ url, token, connections: settings.connections, duration })
-    : await hammer({ url, headers, message, connections: settings.connections, duration })
+    ? await freshClients({ url, token, connections, duration })
+    : await hammer({ url, headers, message, connections, duration })
   const elapsedUs = (performance.now() - started) * 1000
   const cpuShare = ({ user, system }) => 100 * (user + system) / elapsedUs
   result.serverCpu = cpuShare(diff(await ask(target.child, 'cpu'), serverCpu))
   result.loadCpu = cpuShare(process.cpuUsage(ownCpu))
+  result.gc = await ask(target.child, 'gc')
   if (hitsBefore !== undefined) result.upstreamHits = (await ask(fixtures.child, 'hits')).upstream - hitsBefore
 
   if (message !== undefined) await expectResult(url, headers, message)
@@ -105,10 +112,20 @@ async function startTargets () {
   targets.reference = { kind: 'reference', label: 'reference', child: ref.child, url: ref.ready.url }
   const refStateless = await startChild(SERVE, { name: 'reference (stateless)', options: referenceOptions(fixtures, { stateless: true, tool, toolResult: call }) })
   targets.referenceStateless = { kind: 'reference', label: 'reference', child: refStateless.child, url: refStateless.ready.url }
+
+  // Issue 15: the plugins alone with a trivial tool, and a bare route sending the same bytes.
+  const plugins = await startChild(SERVE, { name: 'plugins (echo)', options: { ...referenceOptions(fixtures), kind: 'plugins' } })
+  targets.plugins = { kind: 'plugins', label: 'plugins', child: plugins.child, url: plugins.ready.url }
+  const echoSession = await openSession(targets.plugins.url, fixtures.token)
+  const echo = await expectResult(targets.plugins.url, mcpHeaders(fixtures.token, echoSession), echoCallMessage())
+  const bareEcho = await startChild(SERVE, { name: 'bare (echo)', options: { kind: 'bare', logLevel: LOG_LEVEL, results: { 'tools/call': echo } } })
+  targets.bareEcho = { kind: 'bare', label: 'bare', child: bareEcho.child, url: bareEcho.ready.url }
   return { tool, call }
 }
 
 function targetsOf (scenario) {
+  if (scenario.set === 'echo') return [targets.bareEcho, targets.plugins]
+  if (scenario.set === 'tail') return [targets.bare, targets.app]
   return scenario.mode === 'stateless'
     ? [targets.bare, targets.referenceStateless, targets.appStateless]
     : [targets.bare, targets.reference, targets.app]
@@ -167,7 +184,8 @@ async function main () {
       for (const target of order) {
         const result = await measure(scenario, target, settings.duration)
         rounds[scenario.name][target.label].push(result)
-        log(`round ${round + 1}/${settings.rounds} ${scenario.name} | ${target.child.benchName}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(1)} ms, p99 ${result.p99.toFixed(1)} ms, non-2xx ${result.non2xx}, errors ${result.errors}, ` +
+        log(`round ${round + 1}/${settings.rounds} ${scenario.name} | ${target.child.benchName}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, p99.9 ${result.p999.toFixed(2)} ms, non-2xx ${result.non2xx}, errors ${result.errors}, ` +
+          `GC ${result.gc.scavenges} scavenges (longest ${result.gc.maxScavengeMs.toFixed(1)} ms), ${result.gc.markCompacts} mark-compacts, ` +
           `CPU server ${result.serverCpu.toFixed(0)} % load ${result.loadCpu.toFixed(0)} %` +
           (result.upstreamHits !== undefined ? `, upstream calls ${result.upstreamHits}` : ''))
       }
@@ -181,7 +199,7 @@ async function main () {
   }
   for (const scenario of SCENARIOS.filter(s => s.name.includes('tools/call'))) {
     const r = table[scenario.name]['this server']
-    if (r.upstreamHits > 0) {
+    if (r?.upstreamHits > 0) {
       notes.push(`${scenario.name}: this server called the fake Alpha Vantage ${r.upstreamHits.toLocaleString('en-US')} times for ${r.ok.toLocaleString('en-US')} successful answers ` +
         '(no response cache in the tool yet): its tools/call numbers include an upstream HTTP round trip and the parsing of the feed on every call.')
     }

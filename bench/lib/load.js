@@ -16,7 +16,11 @@ import { initializeMessage, mcpHeaders, parseMessage, sessionOf, toolsCallMessag
 export async function hammer ({ url, headers, message, connections, duration }) {
   const body = (id) => JSON.stringify({ ...message, id })
   let client = 0
-  const result = await autocannon({
+  // autocannon's own percentiles are whole milliseconds: record each
+  // response's time (hrtime, fractional ms) to see the tail at sub-ms scale.
+  let latencies = new Float64Array(1 << 16)
+  let count = 0
+  const instance = autocannon({
     url,
     method: 'POST',
     headers,
@@ -26,10 +30,21 @@ export async function hammer ({ url, headers, message, connections, duration }) 
     timeout: 10,
     setupClient: (c) => c.setBody(body(++client))
   })
+  instance.on('response', (_client, _status, _bytes, responseTime) => {
+    if (count === latencies.length) {
+      const grown = new Float64Array(latencies.length * 2)
+      grown.set(latencies)
+      latencies = grown
+    }
+    latencies[count++] = responseTime
+  })
+  const result = await instance
+  const sorted = latencies.subarray(0, count).sort()
   return {
     rps: result.requests.total / result.duration,
-    p50: result.latency.p50,
-    p99: result.latency.p99,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
     ok: result['2xx'],
     non2xx: result.non2xx,
     errors: result.errors + result.timeouts
@@ -89,5 +104,5 @@ export async function freshClients ({ url, token, connections, duration }) {
   }
   const elapsed = (performance.now() - started) / 1000
   latencies.sort((a, b) => a - b)
-  return { rps: pairs / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), ok: pairs, non2xx, errors }
+  return { rps: pairs / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), p999: percentile(latencies, 99.9), ok: pairs, non2xx, errors }
 }

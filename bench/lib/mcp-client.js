@@ -16,6 +16,10 @@ export function toolsCallMessage (id = 1) {
   return { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'get_news_sentiment', arguments: TOOL_ARGUMENTS } }
 }
 
+export function echoCallMessage (id = 1) {
+  return { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { text: 'hello' } } }
+}
+
 export function mcpHeaders (token, session) {
   const headers = {
     'content-type': 'application/json',

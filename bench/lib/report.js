@@ -16,6 +16,12 @@ export function aggregate (rounds) {
     rps: median(rounds.map(r => r.rps)),
     p50: median(rounds.map(r => r.p50)),
     p99: median(rounds.map(r => r.p99)),
+    p999: median(rounds.map(r => r.p999)),
+    // GC over all rounds: scavenges and mark-compacts per round (median), the longest pauses seen in any round.
+    scavenges: median(rounds.map(r => r.gc?.scavenges)),
+    maxScavengeMs: Math.max(...rounds.map(r => r.gc?.maxScavengeMs ?? NaN)),
+    markCompacts: median(rounds.map(r => r.gc?.markCompacts)),
+    maxMarkCompactMs: Math.max(...rounds.map(r => r.gc?.maxMarkCompactMs ?? NaN)),
     serverCpu: median(rounds.map(r => r.serverCpu)),
     loadCpu: median(rounds.map(r => r.loadCpu)),
     // Requests per second of server CPU: less sensitive than req/s to whatever else shares the cores.
@@ -49,30 +55,40 @@ export function markdown ({ machine, settings, versions, scenarios, table, memor
     'the tool answering a precomputed result (stateful: a transport per session in a Map; stateless: a server + transport per request); ' +
     '**this server** = `dist/app.js` registered as fastify-cli does, a real RS256 token verified through the local JWKS. All three log at level warn.', '')
 
-  out.push('| Scenario | Target | req/s | p50 ms | p99 ms | non-2xx | errors | CPU server / load gen | req per server CPU-s |')
-  out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
+  out.push('| Scenario | Target | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | errors | CPU server / load gen | req per server CPU-s | scavenges (longest ms) | mark-compacts (longest ms) |')
+  out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (const scenario of scenarios) {
     for (const target of scenario.targets) {
       const r = table[scenario.name]?.[target.label]
       if (r === undefined) continue
-      out.push(`| ${scenario.name} | ${target.label} | ${fmt(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${fmt(r.non2xx)} | ${fmt(r.errors)} | ${fmt(r.serverCpu)} % / ${fmt(r.loadCpu)} % | ${fmt(r.perCpu)} |`)
+      out.push(`| ${scenario.name} | ${target.label} | ${fmt(r.rps)} | ${ms(r.p50)} | ${ms(r.p99)} | ${ms(r.p999)} | ${fmt(r.non2xx)} | ${fmt(r.errors)} | ${fmt(r.serverCpu)} % / ${fmt(r.loadCpu)} % | ${fmt(r.perCpu)} | ` +
+        `${fmt(r.scavenges)} (${ms(r.maxScavengeMs)}) | ${fmt(r.markCompacts)} (${Number.isFinite(r.maxMarkCompactMs) && r.markCompacts > 0 ? ms(r.maxMarkCompactMs) : '–'}) |`)
     }
   }
 
-  out.push('', '| Scenario | this server / bare | this server / reference | per server CPU-s: / bare | per server CPU-s: / reference |')
-  out.push('| --- | ---: | ---: | ---: | ---: |')
+  out.push('', '| Scenario | this server / bare | this server / reference | per server CPU-s: / bare | per server CPU-s: / reference | p50 / bare | p99 / bare | p99.9 / bare |')
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   const ratios = {}
+  const pct = (r) => Number.isFinite(r) ? `${(100 * r).toFixed(0)} %` : 'n/a'
+  const times = (r) => Number.isFinite(r) ? `${r.toFixed(2)} ×` : 'n/a'
   for (const scenario of scenarios) {
     const row = table[scenario.name]
     if (row === undefined) continue
-    const [bare, reference, app] = scenario.targets.map(t => row[t.label])
+    // The target under test is the last one; bare is the first; the reference, where there is one, sits between.
+    const bare = row[scenario.targets[0].label]
+    const app = row[scenario.targets[scenario.targets.length - 1].label]
+    const reference = row.reference
     const r = ratios[scenario.name] = {
       ofBare: ratio(app?.rps, bare?.rps),
       ofReference: ratio(app?.rps, reference?.rps),
       cpuOfBare: ratio(app?.perCpu, bare?.perCpu),
-      cpuOfReference: ratio(app?.perCpu, reference?.perCpu)
+      cpuOfReference: ratio(app?.perCpu, reference?.perCpu),
+      p50OfBare: ratio(app?.p50, bare?.p50),
+      p99OfBare: ratio(app?.p99, bare?.p99),
+      p999OfBare: ratio(app?.p999, bare?.p999),
+      scavengeOfBare: ratio(app?.maxScavengeMs, bare?.maxScavengeMs)
     }
-    out.push(`| ${scenario.name} | ${(100 * r.ofBare).toFixed(0)} % | ${r.ofReference.toFixed(2)} × | ${(100 * r.cpuOfBare).toFixed(0)} % | ${r.cpuOfReference.toFixed(2)} × |`)
+    out.push(`| ${scenario.name} | ${pct(r.ofBare)} | ${times(r.ofReference)} | ${pct(r.cpuOfBare)} | ${times(r.cpuOfReference)} | ${times(r.p50OfBare)} | ${times(r.p99OfBare)} | ${times(r.p999OfBare)} |`)
   }
 
   if (memory.length > 0) {
@@ -104,6 +120,16 @@ export function markdown ({ machine, settings, versions, scenarios, table, memor
   out.push(`| Authenticated tools/call in a session vs reference | ≥ 3 × | ${call.ofReference?.toFixed(2)} ×${perCpu(call.cpuOfReference, false)} | ${verdict(check(call.ofReference, 3))} |`)
   out.push(`| Stateless tools/call vs bare | ≥ 30 % | ${(100 * stateless.ofBare).toFixed(0)} %${perCpu(stateless.cpuOfBare, true)} | ${verdict(check(stateless.ofBare, 0.3))} |`)
   out.push(`| ${fmt(settings.sessions)} idle sessions (heap; RSS ${Number.isFinite(appRssMb) ? appRssMb.toFixed(1) : 'n/a'} MB) | ≤ 50 MB | ${Number.isFinite(appHeapMb) ? appHeapMb.toFixed(1) : 'n/a'} MB | ${verdict(Number.isFinite(appHeapMb) ? appHeapMb <= 50 : NaN)} |`)
+
+  const atMost = (value, goal) => Number.isFinite(value) ? value <= goal : NaN
+  out.push('', '| Target (issue 15, 20 connections) | Goal | Measured | |')
+  out.push('| --- | ---: | ---: | --- |')
+  for (const name of ['tail: echo tools/call, plugins', 'tail: news tools/call from cache, app']) {
+    const r = ratios[name]
+    if (r === undefined) continue
+    out.push(`| ${name}: p99 vs bare's p99 | ≤ 1.5 × | ${times(r.p99OfBare)} | ${verdict(atMost(r.p99OfBare, 1.5))} |`)
+    out.push(`| ${name}: longest scavenge vs bare's | ≤ 2 × | ${times(r.scavengeOfBare)} | ${verdict(atMost(r.scavengeOfBare, 2))} |`)
+  }
 
   if (notes.length > 0) out.push('', ...notes.map(n => `- ${n}`))
   if (profile !== undefined) out.push('', profile)

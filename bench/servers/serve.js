@@ -1,9 +1,35 @@
 // One server under test, alone in its process, listening on 127.0.0.1.
+import { PerformanceObserver, constants } from 'node:perf_hooks'
 import { buildTarget } from './targets.js'
 import { childProtocol } from '../lib/child-protocol.js'
 import { memoryUsage, settledMemoryUsage } from '../lib/memory-usage.js'
 
 let fastify
+
+/**
+ * Garbage collections since the last `gcReset`: scavenges (minor) and
+ * mark-compacts (major), with the longest pause of each, from perf_hooks'
+ * gc entries (what --trace-gc prints, without parsing it).
+ */
+let gc
+function gcReset () {
+  gc = { scavenges: 0, maxScavengeMs: 0, scavengeMs: 0, markCompacts: 0, maxMarkCompactMs: 0 }
+  return gc
+}
+gcReset()
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const kind = entry.detail?.kind
+    if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+      gc.scavenges++
+      gc.scavengeMs += entry.duration
+      gc.maxScavengeMs = Math.max(gc.maxScavengeMs, entry.duration)
+    } else if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+      gc.markCompacts++
+      gc.maxMarkCompactMs = Math.max(gc.maxMarkCompactMs, entry.duration)
+    }
+  }
+}).observe({ entryTypes: ['gc'] })
 
 /** This server's open MCP sessions, in all and per subject (app.mcpSessions). */
 function sessions () {
@@ -22,7 +48,10 @@ childProtocol(async (options) => {
   memory: memoryUsage,
   settledMemory: settledMemoryUsage,
   sessions,
-  cpu: () => process.cpuUsage()
+  cpu: () => process.cpuUsage(),
+  gcReset: () => gcReset(),
+  // Entries arrive asynchronously: let pending ones land before answering.
+  gc: () => new Promise(resolve => setImmediate(() => resolve(gc)))
 }, async () => {
   await fastify?.close()
 })

@@ -160,11 +160,40 @@ export async function buildThisServer ({ env, logLevel = 'warn' }) {
   return fastify
 }
 
+/**
+ * (d) The reusable plugins alone: auth (keys from the fixtures' JWKS) and the
+ * MCP transport with one trivial `echo` tool, so that the transport's own
+ * cost shows without the news tool's (issue 15).
+ */
+export async function buildPlugins ({ jwksUri, issuer, audience, requiredScope, logLevel = 'warn' }) {
+  const [{ default: auth }, { default: mcp }, { z }] = await Promise.all([
+    import('../../dist/plugins/auth.js'),
+    import('../../dist/plugins/mcp.js'),
+    import('zod')
+  ])
+  const fastify = Fastify({ logger: logger(logLevel) })
+  await fastify.register(auth, {
+    issuers: [issuer],
+    audiences: [audience],
+    jwksUri,
+    requiredScopes: [requiredScope],
+    resourceMetadataUrl: `${new URL(audience).origin}/.well-known/oauth-protected-resource/mcp`
+  })
+  await fastify.register(mcp, { path: '/mcp', maxSessionsPerSubject: 1000 })
+  fastify.mcpTool({
+    name: 'echo',
+    description: 'Answers with its text',
+    inputSchema: z.object({ text: z.string() })
+  }, async ({ text }) => ({ content: [{ type: 'text', text }] }))
+  return fastify
+}
+
 export async function buildTarget (options) {
   switch (options.kind) {
     case 'bare': return await buildBare(options)
     case 'reference': return await buildReference(options)
     case 'app': return await buildThisServer(options)
+    case 'plugins': return await buildPlugins(options)
     default: throw new Error(`unknown target kind ${options.kind}`)
   }
 }
