@@ -14,7 +14,7 @@ const issuer = await LocalIssuer.start()
 t.teardown(() => issuer.close())
 
 t.test('initialize', async t => {
-  const ctx = await buildApp(t, {}, { issuer })
+  const ctx = await buildApp(t, {}, { issuer, skipOverride: true })
 
   t.test('echoes a version the server speaks (lifecycle "Version Negotiation")', async t => {
     for (const version of ['2024-11-05', '2025-03-26', '2025-06-18', LATEST]) {
@@ -54,6 +54,20 @@ t.test('initialize', async t => {
     t.equal(res.statusCode, 200)
     const ping = await postMcp(ctx.app, { jsonrpc: '2.0', id: 2, method: 'ping' }, mcpHeaders(ctx.token, res.headers['mcp-session-id'] as string))
     t.equal(ping.statusCode, 200)
+  })
+
+  t.test('a 1 MB clientInfo: the session keeps and the log line names only 64 characters of name and version', async t => {
+    const huge = 'N'.repeat(1000 * 1000)
+    const body = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: huge, version: 'V'.repeat(10_000), title: 'T'.repeat(10_000) } } }
+    const res = await postMcp(ctx.app, body, mcpHeaders(ctx.token))
+    t.equal(res.statusCode, 200)
+    const id = res.headers['mcp-session-id'] as string
+    t.same(ctx.app.mcpSessions.get(id)?.clientInfo, { name: 'N'.repeat(64), version: 'V'.repeat(64) })
+    const opened = ctx.logs.filter(line => line.includes('MCP session opened') && line.includes(id.slice(0, 8)))
+    t.equal(opened.length, 1)
+    t.equal(JSON.parse(opened[0] as string).client, 'N'.repeat(64))
+    t.ok((opened[0] as string).length < 1024, `the log line is ${(opened[0] as string).length} bytes`)
+    t.notOk(ctx.logs.some(line => line.length > 100_000), 'no log line carries the megabyte')
   })
 
   t.test('session ids: visible ASCII, at least 128 bits, unique (transports "Session Management")', async t => {
