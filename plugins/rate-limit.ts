@@ -6,7 +6,7 @@ export interface RateLimitOptions {
   /** Requests per subject per window on the protected paths; 0 turns limiting off. */
   max: number
   timeWindowMs: number
-  /** Path prefixes limited per subject (default `/mcp`). Other routes are not limited. */
+  /** Routes limited per subject, by the prefix of their registered url (default `/mcp`). Other routes are not limited. */
   prefixes?: string[]
 }
 
@@ -25,7 +25,11 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
   if (!Number.isInteger(opts.max) || opts.max < 0) throw new Error('rate-limit: "max" must be a non-negative integer')
   if (opts.max === 0) return
   const prefixes = opts.prefixes ?? ['/mcp']
-  const limited = (request: FastifyRequest): boolean => prefixes.some(p => request.url.startsWith(p))
+  // Decided on the route the router matched, never on the raw target: the
+  // router decodes `/%6Dcp` and takes `POST http://host/mcp` (absolute form,
+  // RFC 9112 §3.2.2) to the same route, and neither starts with `/mcp`.
+  // The hook runs on routes only (the library adds it in onRoute), so a url is always there.
+  const limited = (request: FastifyRequest): boolean => prefixes.some(p => (request.routeOptions.url as string).startsWith(p))
 
   await fastify.register(rateLimit, {
     global: true,

@@ -1,5 +1,7 @@
 import t from 'tap'
+import { request, type IncomingHttpHeaders } from 'node:http'
 import { buildApp, MCP_HEADERS, initializeBody } from '../helpers/build-app.js'
+import { listenLocal } from '../helpers/mcp-app.js'
 
 t.test('per-subject rate limit on the MCP endpoint', async t => {
   const ctx = await buildApp(t, { MCP_RATE_LIMIT_MAX: '3', MCP_RATE_LIMIT_WINDOW_SEC: '60' })
@@ -40,5 +42,43 @@ t.test('a negative or fractional max is refused at registration', async t => {
     const app = Fastify()
     app.register(rateLimit, { max, timeWindowMs: 1000 })
     await t.rejects(async () => { await app.ready() }, /rate-limit: "max" must be a non-negative integer/)
+  }
+})
+
+/** POST over a real connection with the request target exactly as given (node:http sends `path` verbatim). */
+async function postTarget (base: string, target: string, token: string, body: string): Promise<{ status: number, headers: IncomingHttpHeaders }> {
+  const { hostname, port } = new URL(base)
+  return await new Promise((resolve, reject) => {
+    const req = request({
+      host: hostname,
+      port,
+      method: 'POST',
+      path: target,
+      headers: { ...MCP_HEADERS, authorization: `Bearer ${token}`, 'content-length': Buffer.byteLength(body) }
+    }, res => {
+      res.resume()
+      res.on('end', () => resolve({ status: res.statusCode as number, headers: res.headers }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+t.test('the limit follows the matched route: encoded paths and absolute-form targets are limited too', async t => {
+  const ctx = await buildApp(t, { MCP_RATE_LIMIT_MAX: '3', MCP_RATE_LIMIT_WINDOW_SEC: '60' })
+  const base = await listenLocal(ctx.app)
+  const body = JSON.stringify(initializeBody())
+  // The router decodes the path and accepts the absolute form (RFC 9112 §3.2.2): each reaches POST /mcp.
+  const targets = ['/%6Dcp', '/m%63p', '/%6d%63%70', `${base}/mcp`, `${base}/%6Dcp`]
+  for (const [i, target] of targets.entries()) {
+    const token = await ctx.issuer.token({ claims: { sub: `user_form_${i}` } })
+    for (let n = 1; n <= 3; n++) {
+      const res = await postTarget(base, target, token, body)
+      t.equal(res.status, 200, `${target}: request ${n} reaches the MCP route`)
+      t.equal(res.headers['x-ratelimit-remaining'], String(3 - n), `${target}: request ${n} is counted`)
+    }
+    const limited = await postTarget(base, target, token, body)
+    t.equal(limited.status, 429, `${target}: the fourth request is refused`)
+    t.ok(Number(limited.headers['retry-after']) > 0)
   }
 })
