@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
-import type { FastifyInstance, FastifyServerOptions } from 'fastify'
-import config, { type ConfigPluginOptions } from './plugins/config.js'
+import type { Server } from 'node:http'
+import type { FastifyHttpOptions, FastifyInstance } from 'fastify'
+import config, { serverTimeouts, type ConfigPluginOptions, type AppConfig } from './plugins/config.js'
 import cors from './plugins/cors.js'
 import gracefulClose from './plugins/graceful-close.js'
 import devIssuer from './plugins/dev-issuer.js'
@@ -20,8 +21,31 @@ const pkg = JSON.parse(readFileSync(new URL('package.json', projectRoot), 'utf8'
 
 export type AppOptions = ConfigPluginOptions
 
-/** Server options for `fastify start --options`: secrets never reach a log line. */
-export const options: FastifyServerOptions = {
+/**
+ * A bounded time for a client to send its request: Fastify's default is no
+ * limit (a POST declaring 100,000 bytes and sending 10 stayed open for good).
+ */
+export function timeoutOptions (timeouts: AppConfig['http']): FastifyHttpOptions<Server> {
+  return {
+    requestTimeout: timeouts.requestTimeoutMs,
+    http: {
+      requestTimeout: timeouts.requestTimeoutMs,
+      headersTimeout: timeouts.headersTimeoutMs,
+      // Node looks for expired requests on this period; its default (30 s) would let a 30 s timeout run to 60 s.
+      connectionsCheckingInterval: 1000
+    }
+  }
+}
+
+/**
+ * Server options for `fastify start --options`: secrets never reach a log
+ * line; requests are timed. fastify-cli creates the server from these before
+ * any plugin runs, so the timeouts cannot come from the config plugin: they
+ * are read here, from the environment, by the config module's
+ * `serverTimeouts` (REQUEST_TIMEOUT_MS, default 30000; HEADERS_TIMEOUT_MS,
+ * default 10000), the one place that parses them.
+ */
+export const options: FastifyHttpOptions<Server> = {
   logger: {
     redact: {
       paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'apiKey', 'token'],
@@ -31,7 +55,8 @@ export const options: FastifyServerOptions = {
   routerOptions: { ignoreTrailingSlash: true },
   // Ids for log correlation; a client-sent id would let callers forge log lines.
   requestIdHeader: false,
-  return503OnClosing: true
+  return503OnClosing: true,
+  ...timeoutOptions(serverTimeouts(process.env))
 }
 
 /**
@@ -116,7 +141,10 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     maxSessions: cfg.mcp.maxSessions,
     maxSessionsPerSubject: cfg.mcp.maxSessionsPerSubject,
     stateless: cfg.mcp.stateless,
-    bodyLimit: cfg.mcp.bodyLimit
+    bodyLimit: cfg.mcp.bodyLimit,
+    maxBatch: cfg.mcp.maxBatch,
+    maxBatchAnswerBytes: cfg.mcp.maxBatchAnswerBytes,
+    chargeRateLimit: fastify.chargeRateLimit
   })
 
   await fastify.register(healthRoutes)

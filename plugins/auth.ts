@@ -120,6 +120,10 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
     cacheSize: opts.tokenCacheSize,
     getKey: jwksCache?.getKey ?? localKeyLookup(opts.jwks as JSONWebKeySet)
   })
+  jwksCache?.onKeysRemoved(kids => {
+    const forgotten = verifier.forgetKeys(kids)
+    fastify.log.info({ removedKeys: kids.length, forgottenVerifications: forgotten }, 'signing keys left the JWKS; cached verifications they made are forgotten')
+  })
 
   // Keys are fetched while the server starts, not by the first request; an
   // unreachable issuer does not stop the boot (readiness reports it instead).

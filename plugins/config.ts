@@ -18,6 +18,17 @@ export const DEFAULT_REQUIRED_SCOPE = 'news:read'
 /** Asymmetric algorithms only: a shared-secret (HS*) algorithm would let anyone holding the public key forge tokens. */
 export const SUPPORTED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'EdDSA'] as const
 
+export const DEFAULT_MAX_BATCH = 20
+export const DEFAULT_MAX_BATCH_ANSWER_BYTES = 4 * 1024 * 1024
+const timeoutSchema = {
+  type: 'object',
+  properties: {
+    REQUEST_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3600000, default: 30000 },
+    // Default: 10 s, or the request timeout when that is shorter.
+    HEADERS_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 3600000 }
+  }
+} as const
+
 const schema = {
   type: 'object',
   properties: {
@@ -70,6 +81,9 @@ const schema = {
     MCP_BODY_LIMIT: { type: 'integer', minimum: 1024, maximum: 67108864, default: 1048576 },
     MCP_RATE_LIMIT_MAX: { type: 'integer', minimum: 0, maximum: 100000000, default: 600 },
     MCP_RATE_LIMIT_WINDOW_SEC: { type: 'integer', minimum: 1, maximum: 86400, default: 60 },
+    MCP_MAX_BATCH: { type: 'integer', minimum: 1, maximum: 1000, default: DEFAULT_MAX_BATCH },
+    MCP_MAX_BATCH_ANSWER_BYTES: { type: 'integer', minimum: 65536, maximum: 268435456, default: DEFAULT_MAX_BATCH_ANSWER_BYTES },
+    ...timeoutSchema.properties,
 
     REDIS_URL: { type: 'string' },
     REDIS_KEY_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.:{}-]{1,64}$', default: 'fnmcp:' },
@@ -124,6 +138,10 @@ interface RawEnv {
   MCP_BODY_LIMIT: number
   MCP_RATE_LIMIT_MAX: number
   MCP_RATE_LIMIT_WINDOW_SEC: number
+  MCP_MAX_BATCH: number
+  MCP_MAX_BATCH_ANSWER_BYTES: number
+  REQUEST_TIMEOUT_MS: number
+  HEADERS_TIMEOUT_MS?: number
   REDIS_URL?: string
   REDIS_KEY_PREFIX: string
   REDIS_CONNECT_TIMEOUT_MS: number
@@ -189,6 +207,15 @@ export interface AppConfig {
     /** Requests per subject per window on /mcp; 0 is off. */
     rateLimitMax: number
     rateLimitWindowMs: number
+    /** Messages in one JSON-RPC batch (2025-03-26 only); each counts against the rate limit. */
+    maxBatch: number
+    /** A batch's answer stops growing past this; the requests left get an error each. */
+    maxBatchAnswerBytes: number
+  }
+  /** Read once more, from the environment, by app.ts's server `options` (see `serverTimeouts`); here for the boot check. */
+  http: {
+    requestTimeoutMs: number
+    headersTimeoutMs: number
   }
   /** Shared state for several replicas; absent: everything stays in this process's memory. */
   redis?: {
@@ -296,21 +323,43 @@ function stringArray (variable: string, value: unknown): string[] | undefined {
   return value
 }
 
-function readEnv (env: Env): RawEnv {
+function readEnv<T = RawEnv> (env: Env, from: { properties: object } = schema): T {
   // Empty strings count as unset: `FOO=` in a .env file means "not configured".
   const data: Env = {}
-  for (const key of Object.keys(schema.properties)) {
+  for (const key of Object.keys(from.properties)) {
     const value = env[key]
     if (value !== undefined && value.trim() !== '') data[key] = value.trim()
   }
   try {
-    return envSchema<RawEnv>({ schema, data, dotenv: false })
+    return envSchema<T>({ schema: from, data, dotenv: false })
   } catch (err) {
     // ajv says e.g. "env/PORT must be <= 65535": keep the variable's name, drop the prefix.
     const message = (err as Error).message.replace(/env\//g, '').split(', ')[0]
     const [variable, ...rest] = message.split(' ')
     throw new ConfigError(variable, rest.join(' '))
   }
+}
+
+/**
+ * How long a client may take to send a whole request (REQUEST_TIMEOUT_MS,
+ * default 30 s) and its headers (HEADERS_TIMEOUT_MS, default 10 s or the
+ * request timeout if shorter): past that Node answers 408 and closes the
+ * connection, so a client that declares a body and trickles it cannot hold
+ * a connection (and its buffers) open. Only receiving the request is timed:
+ * a long tool call or an SSE stream is not cut.
+ *
+ * Exported on its own because fastify-cli builds the server from app.ts's
+ * `options` before any plugin runs, so the config plugin cannot hand these
+ * over; app.ts calls this with process.env, and loadConfig calls it too, so
+ * a bad value fails at boot with the usual one-line message.
+ */
+export function serverTimeouts (env: Env): AppConfig['http'] {
+  const raw = readEnv<Pick<RawEnv, 'REQUEST_TIMEOUT_MS' | 'HEADERS_TIMEOUT_MS'>>(env, timeoutSchema)
+  const requestTimeoutMs = raw.REQUEST_TIMEOUT_MS
+  const headersTimeoutMs = raw.HEADERS_TIMEOUT_MS ?? Math.min(10_000, requestTimeoutMs)
+  // Node refuses a headers timeout longer than the request timeout (it could never fire).
+  if (headersTimeoutMs > requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must be <= REQUEST_TIMEOUT_MS (${requestTimeoutMs})`)
+  return { requestTimeoutMs, headersTimeoutMs }
 }
 
 export function loadConfig (env: Env): AppConfig {
@@ -456,8 +505,11 @@ export function loadConfig (env: Env): AppConfig {
       stateless: raw.MCP_STATELESS,
       bodyLimit: raw.MCP_BODY_LIMIT,
       rateLimitMax: raw.MCP_RATE_LIMIT_MAX,
-      rateLimitWindowMs: raw.MCP_RATE_LIMIT_WINDOW_SEC * 1000
+      rateLimitWindowMs: raw.MCP_RATE_LIMIT_WINDOW_SEC * 1000,
+      maxBatch: raw.MCP_MAX_BATCH,
+      maxBatchAnswerBytes: raw.MCP_MAX_BATCH_ANSWER_BYTES
     },
+    http: serverTimeouts(env),
     ...(raw.REDIS_URL === undefined
       ? {}
       : {

@@ -34,6 +34,16 @@ export interface McpPluginOptions {
   auth?: boolean
   /** Interval between SSE keep-alive comments on idle streams. */
   keepAliveMs?: number
+  /** Messages in one JSON-RPC batch (protocol 2025-03-26 only); a longer batch is refused (default 20). */
+  maxBatch?: number
+  /** A batch's answer grows no larger than this; past it, each request left gets an error (default 4 MiB). */
+  maxBatchAnswerBytes?: number
+  /**
+   * Counts a batch's further messages (the request itself was counted when it
+   * arrived) against the caller's rate limit; resolves to a refusal (429), or
+   * undefined to go on. The rate-limit plugin's `chargeRateLimit` fits.
+   */
+  chargeRateLimit?: (request: FastifyRequest, count: number) => Promise<{ retryAfterSec: number, message: string } | undefined>
 }
 
 const defaults = {
@@ -46,8 +56,13 @@ const defaults = {
   stateless: false,
   bodyLimit: 1024 * 1024,
   auth: true,
-  keepAliveMs: 25_000
+  keepAliveMs: 25_000,
+  maxBatch: 20,
+  maxBatchAnswerBytes: 4 * 1024 * 1024
 }
+
+/** Messages of one batch run at most this many at a time: a batch is one client's work, not a fan-out. */
+const BATCH_CONCURRENCY = 4
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -58,6 +73,7 @@ declare module 'fastify' {
 }
 
 const ANONYMOUS = 'anonymous'
+const INVALID_IN_BATCH = JSON.stringify(rpcError(null, RpcError.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message'))
 const NEVER_ABORTED = new AbortController().signal
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',
@@ -166,7 +182,7 @@ class CallScope implements DispatchScope {
 function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
-  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs'] as const) {
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
   }
@@ -256,17 +272,21 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
    * request id is built per request. Results are treated as immutable.
    */
   const serializedResults = new WeakMap<object, string>()
-  function sendResponse (reply: FastifyReply, response: JsonRpcResponse): FastifyReply {
+  /** The response as JSON, or undefined when it carries no object result (Fastify serializes those). */
+  function responseJson (response: JsonRpcResponse): string | undefined {
     const result = response.result
-    if (result === null || typeof result !== 'object') return reply.send(response)
+    if (result === null || typeof result !== 'object') return undefined
     let json = serializedResults.get(result)
     if (json === undefined) {
       json = JSON.stringify(result)
       serializedResults.set(result, json)
     }
-    return reply
-      .header('content-type', 'application/json; charset=utf-8')
-      .send(`{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":${json}}`)
+    return `{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":${json}}`
+  }
+  function sendResponse (reply: FastifyReply, response: JsonRpcResponse): FastifyReply {
+    const json = responseJson(response)
+    if (json === undefined) return reply.send(response)
+    return reply.header('content-type', 'application/json; charset=utf-8').send(json)
   }
 
   async function answer (request: FastifyRequest, reply: FastifyReply, msg: JsonRpcRequest, session: McpSession | undefined, protocolVersion: string): Promise<void> {
@@ -347,23 +367,69 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       refuse(reply, 400, RpcError.InvalidRequest, 'Invalid Request: empty batch')
       return
     }
+    // A batch is many requests in one: bounded in length, and each message
+    // counts against the caller's rate limit like a request of its own.
+    if (body.length > opts.maxBatch) {
+      refuse(reply, 400, RpcError.InvalidRequest, `Invalid Request: a batch may hold at most ${opts.maxBatch} messages (this one holds ${body.length}); send the rest in further requests`)
+      return
+    }
+    if (opts.chargeRateLimit !== undefined && body.length > 1) {
+      const refusal = await opts.chargeRateLimit(request, body.length - 1)
+      if (refusal !== undefined) {
+        reply.header('retry-after', String(refusal.retryAfterSec))
+        refuse(reply, 429, RpcError.ServerError, refusal.message)
+        return
+      }
+    }
+
     const scope: DispatchScope = { auth: request.auth, sessionId: session?.id, protocolVersion, log: request.log, signal: NEVER_ABORTED, notify: undefined }
-    const pending: Array<Promise<JsonRpcResponse>> = []
+    // JSON of each answer, in the batch's order (JSON-RPC §6 allows any order; keeping it is kinder).
+    const answers: string[] = []
+    const requests: Array<[number, JsonRpcRequest]> = []
     for (const msg of body) {
       const kind = classify(msg)
       if (kind === 'request') {
-        pending.push(protocol.handle(msg as JsonRpcRequest, scope))
+        requests.push([answers.length, msg as JsonRpcRequest])
+        answers.push('')
       } else if (kind === 'notification') {
         notificationFrom(msg as JsonRpcNotification, session)
       } else if (kind === 'invalid') {
-        pending.push(Promise.resolve(rpcError(null, RpcError.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message')))
+        answers.push(INVALID_IN_BATCH)
       }
     }
-    if (pending.length === 0) {
+    if (answers.length === 0) {
       await reply.code(202).send()
       return
     }
-    await reply.send(await Promise.all(pending))
+
+    // The answer is bounded: once it would pass maxBatchAnswerBytes, no
+    // further message runs, and each request left is answered with an error.
+    let bytes = 0
+    let full = false
+    const tooLarge = (id: JsonRpcRequest['id']): string => JSON.stringify(rpcError(id, RpcError.ServerError,
+      `Response too large: this batch's answers would exceed ${opts.maxBatchAnswerBytes} bytes; send this request on its own`))
+    let next = 0
+    async function worker (): Promise<void> {
+      while (next < requests.length) {
+        const [index, msg] = requests[next++] as [number, JsonRpcRequest]
+        if (!full) {
+          const response = await protocol.handle(msg, scope)
+          const json = responseJson(response) ?? JSON.stringify(response)
+          const size = Buffer.byteLength(json)
+          if (bytes + size <= opts.maxBatchAnswerBytes) {
+            bytes += size
+            answers[index] = json
+            continue
+          }
+          full = true
+        }
+        answers[index] = tooLarge(msg.id)
+      }
+    }
+    const workers: Array<Promise<void>> = []
+    for (let i = 0; i < Math.min(BATCH_CONCURRENCY, requests.length); i++) workers.push(worker())
+    await Promise.all(workers)
+    await reply.header('content-type', 'application/json; charset=utf-8').send(`[${answers.join(',')}]`)
   }
 
   async function post (request: FastifyRequest, reply: FastifyReply): Promise<void> {

@@ -2,11 +2,28 @@ import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 
+/** Why a request (or a batch's further messages) may not run now. */
+export interface RateLimitRefusal {
+  retryAfterSec: number
+  message: string
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /**
+     * Counts `count` more requests against the caller's limit, as if they had
+     * arrived on their own (a JSON-RPC batch's further messages); resolves to
+     * a refusal once the limit is passed. Resolves to undefined when limiting is off.
+     */
+    chargeRateLimit: (request: FastifyRequest, count: number) => Promise<RateLimitRefusal | undefined>
+  }
+}
+
 export interface RateLimitOptions {
   /** Requests per subject per window on the protected paths; 0 turns limiting off. */
   max: number
   timeWindowMs: number
-  /** Path prefixes limited per subject (default `/mcp`). Other routes are not limited. */
+  /** Routes limited per subject, by the prefix of their registered url (default `/mcp`). Other routes are not limited. */
   prefixes?: string[]
 }
 
@@ -23,9 +40,16 @@ export interface RateLimitOptions {
  */
 async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions): Promise<void> {
   if (!Number.isInteger(opts.max) || opts.max < 0) throw new Error('rate-limit: "max" must be a non-negative integer')
-  if (opts.max === 0) return
+  if (opts.max === 0) {
+    fastify.decorate('chargeRateLimit', async () => undefined)
+    return
+  }
   const prefixes = opts.prefixes ?? ['/mcp']
-  const limited = (request: FastifyRequest): boolean => prefixes.some(p => request.url.startsWith(p))
+  // Decided on the route the router matched, never on the raw target: the
+  // router decodes `/%6Dcp` and takes `POST http://host/mcp` (absolute form,
+  // RFC 9112 §3.2.2) to the same route, and neither starts with `/mcp`.
+  // The hook runs on routes only (the library adds it in onRoute), so a url is always there.
+  const limited = (request: FastifyRequest): boolean => prefixes.some(p => (request.routeOptions.url as string).startsWith(p))
 
   await fastify.register(rateLimit, {
     global: true,
@@ -41,6 +65,21 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
       error.code = 'FST_MCP_RATE_LIMITED'
       return error
     }
+  })
+
+  // The same store, key and allowList as the hook: a batch's messages land on the caller's own counter.
+  const countOne = fastify.createRateLimit()
+  fastify.decorate('chargeRateLimit', async function chargeRateLimit (request: FastifyRequest, count: number): Promise<RateLimitRefusal | undefined> {
+    for (let i = 0; i < count; i++) {
+      const verdict = await countOne(request)
+      if (!verdict.isAllowed && verdict.isExceeded) {
+        return {
+          retryAfterSec: verdict.ttlInSeconds,
+          message: `Too Many Requests: each message of a batch counts as a request, and the limit is ${verdict.max} requests per ${opts.timeWindowMs / 1000} s for each caller; retry in ${verdict.ttlInSeconds} s`
+        }
+      }
+    }
+    return undefined
   })
 }
 

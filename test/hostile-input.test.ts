@@ -1,5 +1,9 @@
 import t, { type Test } from 'tap'
-import { buildApp, openSession } from './helpers/build-app.js'
+import { request } from 'node:http'
+import { connect } from 'node:net'
+import { timeoutOptions } from '../app.js'
+import { DEFAULT_MAX_BATCH } from '../plugins/config.js'
+import { buildApp, initializeBody, openSession, MCP_HEADERS } from './helpers/build-app.js'
 import { leaksInternals, listenLocal, mcpHeaders, rawHttp, rawStatus, toolCall } from './helpers/mcp-app.js'
 
 /**
@@ -9,8 +13,10 @@ import { leaksInternals, listenLocal, mcpHeaders, rawHttp, rawStatus, toolCall }
  */
 
 const BODY_LIMIT = 1024
+/** Server timeouts as REQUEST_TIMEOUT_MS / HEADERS_TIMEOUT_MS would set them, short enough for slow-client rows. */
+const TIMEOUT_MS = 1000
 
-const ctx = await buildApp(t, { MCP_BODY_LIMIT: String(BODY_LIMIT) })
+const ctx = await buildApp(t, { MCP_BODY_LIMIT: String(BODY_LIMIT) }, { server: timeoutOptions({ requestTimeoutMs: TIMEOUT_MS, headersTimeoutMs: TIMEOUT_MS }) })
 const base = await listenLocal(ctx.app)
 const { host } = new URL(base)
 const v0326 = await openSession(ctx, '2025-03-26')
@@ -41,6 +47,45 @@ async function raw (headerLines: string[], body = ''): Promise<Answer> {
   const answer = await rawHttp(base, Buffer.concat([Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1'), Buffer.from(body)]))
   const split = answer.indexOf('\r\n\r\n')
   return { status: rawStatus(answer), body: split < 0 ? '' : answer.slice(split + 4), headers: {} }
+}
+
+/** POST /mcp (a ping in the 2025-06-18 session) with the request target exactly as given: encoded paths, the absolute form. */
+async function postTarget (path: string): Promise<Answer> {
+  const { hostname, port } = new URL(base)
+  return await new Promise((resolve, reject) => {
+    const req = request({ host: hostname, port, method: 'POST', path, headers: ok0618 }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', chunk => { body += chunk as string })
+      res.on('end', () => resolve({ status: res.statusCode as number, body, headers: res.headers }))
+    })
+    req.on('error', reject)
+    req.end(JSON.stringify(ping(41)))
+  })
+}
+
+/** Writes `head` on a connection and then nothing: what a slow client does. Resolves once the server closes it. */
+async function stall (head: string): Promise<Answer> {
+  const { hostname, port } = new URL(base)
+  return await new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname)
+    const chunks: Buffer[] = []
+    // Past the timeout and one checking period: a server that waits for ever gets status 0.
+    const giveUp = setTimeout(() => socket.destroy(), TIMEOUT_MS * 4)
+    socket.on('data', chunk => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('close', () => {
+      clearTimeout(giveUp)
+      const answer = Buffer.concat(chunks).toString('latin1')
+      resolve({ status: rawStatus(answer), body: answer.slice(answer.indexOf('\r\n\r\n') + 4), headers: {} })
+    })
+    socket.write(head)
+  })
+}
+
+function rateLimited (answer: Answer, t: Test): void {
+  t.same(JSON.parse(answer.body), { jsonrpc: '2.0', id: 41, result: {} })
+  t.match(answer.headers['x-ratelimit-remaining'], /^\d+$/, 'counted by the rate limiter')
 }
 
 function rpcErrorCode (code: number, id: unknown = null) {
@@ -98,6 +143,27 @@ const rows: Row[] = [
       t.same(body[4], { jsonrpc: '2.0', id: 7, result: {} })
     }
   },
+  // Issue 8: batches are capped (and each message is rate-limited; see test/plugins/rate-limit.test.ts).
+  { name: `batch of ${DEFAULT_MAX_BATCH + 1} pings (2025-03-26)`, send: () => postJson(Array.from({ length: DEFAULT_MAX_BATCH + 1 }, (_, i) => ping(i)), mcpHeaders(ctx.token, v0326)), status: 400, check: rpcErrorCode(-32600) },
+  { name: `batch of ${DEFAULT_MAX_BATCH + 1} junk items (2025-03-26)`, send: () => postJson(Array.from({ length: DEFAULT_MAX_BATCH + 1 }, () => 0), mcpHeaders(ctx.token, v0326)), status: 400, check: rpcErrorCode(-32600) },
+  // Issue 8: the rate limiter sees the route the router matched, however the target is spelt.
+  { name: 'encoded path /%6Dcp', send: () => postTarget('/%6Dcp'), status: 200, check: rateLimited },
+  { name: 'encoded path /m%63p', send: () => postTarget('/m%63p'), status: 200, check: rateLimited },
+  { name: 'absolute-form target http://host/mcp', send: () => postTarget(`${base}/mcp`), status: 200, check: rateLimited },
+  // Issue 8: a client's self-description is cut to 64 characters.
+  {
+    name: 'clientInfo name of 700 characters',
+    send: () => postJson({ ...initializeBody(), params: { protocolVersion: '2025-06-18', clientInfo: { name: 'C'.repeat(700), version: '1' } } }, { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}` }),
+    status: 200,
+    check: (_a, t) => {
+      const opened = ctx.logs.filter(line => line.includes('C'.repeat(64)))
+      t.equal(opened.length, 1, 'logged once')
+      t.notOk((opened[0] as string).includes('C'.repeat(65)), 'with 64 characters of the name')
+    }
+  },
+  // Issue 8: slow clients are cut off (REQUEST_TIMEOUT_MS, HEADERS_TIMEOUT_MS).
+  { name: 'body declaring 1,000 bytes (under the 1 kB limit), sending 10', send: () => stall(`POST /mcp HTTP/1.1\r\nHost: ${host}\r\n${auth}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"jsonrpc"`), status: 408 },
+  { name: 'headers that never end', send: () => stall(`POST /mcp HTTP/1.1\r\nHost: ${host}\r\n${auth}\r\nX-Slow: a`), status: 408 },
   // Media types (MCP messages are UTF-8 JSON).
   { name: 'Content-Type text/plain', send: () => post(JSON.stringify(ping()), { ...ok0618, 'content-type': 'text/plain' }), status: 415, check: rpcErrorCode(-32000) },
   { name: 'Content-Type form-urlencoded', send: () => post('a=1', { ...ok0618, 'content-type': 'application/x-www-form-urlencoded' }), status: 415, check: rpcErrorCode(-32000) },

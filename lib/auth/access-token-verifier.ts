@@ -36,7 +36,8 @@ export interface AccessTokenVerifierOptions {
   maxTokenLength?: number
 }
 
-interface CacheEntry { auth: AuthContext, until: number }
+/** `kid`: the signing key named by the token's header, so that the entry can go when that key does. */
+interface CacheEntry { auth: AuthContext, until: number, kid: string | undefined }
 
 // Three base64url segments; the signature may not be empty (that is `alg: none`).
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
@@ -82,6 +83,8 @@ function describe (err: unknown): string {
 export class AccessTokenVerifier {
   readonly #opts: Required<AccessTokenVerifierOptions>
   readonly #cache = new Map<string, CacheEntry>()
+  /** Signatures checked so far (cache misses): lets tests and metrics see what the cache saves. */
+  verifications = 0
 
   constructor (opts: AccessTokenVerifierOptions) {
     this.#opts = { cacheTtlMs: 5 * 60_000, maxTokenLength: 8192, ...opts }
@@ -104,14 +107,18 @@ export class AccessTokenVerifier {
     if (!JWS_COMPACT.test(token)) throw new AuthFailure('invalid_token', 'the access token is not a signed JWT')
 
     let payload: JWTPayload
+    let kid: string | undefined
+    this.verifications++
     try {
-      ({ payload } = await jwtVerify(token, this.#opts.getKey, {
+      let protectedHeader: { kid?: string }
+      ({ payload, protectedHeader } = await jwtVerify(token, this.#opts.getKey, {
         issuer: this.#opts.issuers,
         audience: this.#opts.audiences,
         algorithms: this.#opts.algorithms,
         clockTolerance: this.#opts.clockToleranceSec,
         requiredClaims: ['exp']
       }))
+      kid = protectedHeader.kid
     } catch (err) {
       if (err instanceof JwksUnavailableError) throw new AuthFailure('unavailable', err.message, err.retryAfterSec)
       throw new AuthFailure('invalid_token', describe(err))
@@ -127,7 +134,7 @@ export class AccessTokenVerifier {
         // Map iteration order is insertion order: drop the oldest entry.
         this.#cache.delete(this.#cache.keys().next().value as string)
       }
-      this.#cache.set(token, { auth, until: Math.min((payload.exp as number) * 1000, Date.now() + this.#opts.cacheTtlMs) })
+      this.#cache.set(token, { auth, until: Math.min((payload.exp as number) * 1000, Date.now() + this.#opts.cacheTtlMs), kid })
     }
     return this.#withScope(auth)
   }
@@ -144,5 +151,23 @@ export class AccessTokenVerifier {
   /** Forget every verification (after a key is revoked, say). */
   clearCache (): void {
     this.#cache.clear()
+  }
+
+  /**
+   * Forgets the verifications that keys no longer published vouched for: a
+   * key that left the issuer's JWKS (rotated out, or revoked) must not keep
+   * its tokens accepted from the cache. A token without a `kid` was matched to
+   * a key by its algorithm alone, so any removed key may have been its key.
+   */
+  forgetKeys (kids: Array<string | undefined>): number {
+    const gone = new Set(kids)
+    let forgotten = 0
+    for (const [token, entry] of this.#cache) {
+      if (entry.kid === undefined || gone.has(entry.kid)) {
+        this.#cache.delete(token)
+        forgotten++
+      }
+    }
+    return forgotten
   }
 }

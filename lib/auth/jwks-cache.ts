@@ -30,6 +30,9 @@ export interface JwksCacheOptions {
 
 type LocalSet = ReturnType<typeof createLocalJWKSet>
 
+/** The `kid` of each key that left the set (undefined for a key published without one). */
+export type KeysRemovedListener = (kids: Array<string | undefined>) => void
+
 /**
  * The issuer's JWKS, fetched at start and refreshed in the background.
  *
@@ -43,6 +46,9 @@ export class JwksCache {
   #inflight: Promise<void> | undefined
   #lastAttempt = 0
   #timer: NodeJS.Timeout | undefined
+  /** Each key held, as published (its JSON): a key whose material changes under the same kid counts as removed. */
+  #held = new Map<string, string | undefined>()
+  #onKeysRemoved: KeysRemovedListener | undefined
   readonly #opts: Required<Omit<JwksCacheOptions, 'dispatcher' | 'log'>> & Pick<JwksCacheOptions, 'dispatcher' | 'log'>
   /** Fetches attempted so far: lets tests and metrics see that refetching is bounded. */
   fetches = 0
@@ -68,6 +74,11 @@ export class JwksCache {
     clearInterval(this.#timer)
   }
 
+  /** Called after a refresh that dropped keys: whatever those keys vouched for must be forgotten. */
+  onKeysRemoved (listener: KeysRemovedListener): void {
+    this.#onKeysRemoved = listener
+  }
+
   /** One fetch at a time: concurrent callers share it. */
   refresh (): Promise<void> {
     this.#inflight ??= this.#fetch().finally(() => { this.#inflight = undefined })
@@ -90,11 +101,20 @@ export class JwksCache {
       this.#local = createLocalJWKSet(jwks)
       this.keysLoadedAt = Date.now()
       this.lastError = undefined
+      this.#noteRemovedKeys(jwks)
     } catch (err) {
       this.lastError = err as Error
       this.#opts.log?.warn({ jwksUri: this.#opts.uri, err: { message: (err as Error).message } }, 'JWKS fetch failed; keeping the keys already held')
       throw err
     }
+  }
+
+  #noteRemovedKeys (jwks: JSONWebKeySet): void {
+    const previous = this.#held
+    this.#held = new Map(jwks.keys.map(key => [JSON.stringify(key), key.kid]))
+    const removed: Array<string | undefined> = []
+    for (const [key, kid] of previous) if (!this.#held.has(key)) removed.push(kid)
+    if (removed.length > 0) this.#onKeysRemoved?.(removed)
   }
 
   async #download (): Promise<JSONWebKeySet> {

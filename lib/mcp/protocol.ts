@@ -102,6 +102,32 @@ function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: str
   return issues.map(i => `${i.path.length > 0 ? i.path.map(String).join('.') : '(arguments)'}: ${i.message}`).join('; ')
 }
 
+/** The longest clientInfo name or version kept, in UTF-16 code units. */
+export const CLIENT_INFO_MAX_LENGTH = 64
+
+function shortString (value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined
+  if (value.length <= CLIENT_INFO_MAX_LENGTH) return value
+  // Never cut a surrogate pair in half: the log line would carry a lone surrogate.
+  const end = /[\uD800-\uDBFF]/.test(value[CLIENT_INFO_MAX_LENGTH - 1] as string) ? CLIENT_INFO_MAX_LENGTH - 1 : CLIENT_INFO_MAX_LENGTH
+  return value.slice(0, end)
+}
+
+/**
+ * Only `name` and `version`, each cut to CLIENT_INFO_MAX_LENGTH: the session
+ * keeps it and the log line names it, so a client must not choose their size
+ * (a 1 MB name would be 1 MB per session and per log line).
+ */
+export function clientInfoOf (value: unknown): { name?: string, version?: string } | undefined {
+  if (!isObject(value)) return undefined
+  const name = shortString(value.name)
+  const version = shortString(value.version)
+  return {
+    ...(name !== undefined && { name }),
+    ...(version !== undefined && { version })
+  }
+}
+
 /**
  * A tool's view of its call. A class, not an object literal with a getter:
  * V8 gives each literal whose accessor is a fresh closure a map of its own in
@@ -157,7 +183,7 @@ export class McpProtocol {
     const requested = params?.protocolVersion
     if (typeof requested !== 'string') throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: initialize needs a protocolVersion string')
     if (params?.capabilities !== undefined && !isObject(params.capabilities)) throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: capabilities must be an object')
-    const clientInfo = isObject(params?.clientInfo) ? params.clientInfo as { name?: string, version?: string } : undefined
+    const clientInfo = clientInfoOf(params?.clientInfo)
     const protocolVersion = PROTOCOL_VERSIONS.includes(requested) ? requested : LATEST_PROTOCOL_VERSION
     return {
       protocolVersion,

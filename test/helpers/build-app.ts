@@ -1,4 +1,5 @@
-import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
+import type { Server } from 'node:http'
+import Fastify, { type FastifyHttpOptions, type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Test } from 'tap'
 import app, { options } from '../../app.js'
@@ -25,6 +26,8 @@ export interface BuildAppOptions {
    * that tests reach its decorators (`app.jwksCache`, `app.devIssuer` …).
    */
   skipOverride?: boolean
+  /** Server options over app.ts's own (as REQUEST_TIMEOUT_MS … would set them for `fastify start`). */
+  server?: FastifyHttpOptions<Server>
 }
 
 /**
@@ -39,6 +42,7 @@ export async function buildApp (t: Test, env: Record<string, string> = {}, opts:
   const logs: string[] = []
   const fastify = Fastify({
     ...options,
+    ...opts.server,
     logger: {
       ...(options.logger as object),
       level: 'debug',

@@ -1,6 +1,6 @@
 import t from 'tap'
 import Fastify from 'fastify'
-import configPlugin, { ConfigError, loadConfig, metadataUrlFor, ALPHA_VANTAGE_QUERY_URL, SUPPORTED_ALGORITHMS } from '../../plugins/config.js'
+import configPlugin, { ConfigError, loadConfig, metadataUrlFor, serverTimeouts, ALPHA_VANTAGE_QUERY_URL, SUPPORTED_ALGORITHMS } from '../../plugins/config.js'
 import { buildApp } from '../helpers/build-app.js'
 
 // loadConfig only parses: none of these hosts is ever contacted.
@@ -48,6 +48,20 @@ t.test('an empty environment is development mode on localhost with the demo key'
   t.equal(cfg.resource.resourceDocumentation, undefined)
   t.equal(cfg.auth.jwksCooldownMs, 30_000)
   t.equal(cfg.mcp.sessionIdleTtlMs, 900_000)
+  t.equal(cfg.mcp.maxBatch, 20)
+  t.equal(cfg.mcp.maxBatchAnswerBytes, 4 * 1024 * 1024)
+  t.same(cfg.http, { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000 })
+})
+
+t.test('batch bounds and request timeouts are configurable', async t => {
+  const cfg = loadConfig({ MCP_MAX_BATCH: '5', MCP_MAX_BATCH_ANSWER_BYTES: '65536', REQUEST_TIMEOUT_MS: '5000', HEADERS_TIMEOUT_MS: '5000' })
+  t.equal(cfg.mcp.maxBatch, 5)
+  t.equal(cfg.mcp.maxBatchAnswerBytes, 65536)
+  t.same(cfg.http, { requestTimeoutMs: 5000, headersTimeoutMs: 5000 })
+  // app.ts's server options read the same variables through serverTimeouts, before any plugin runs.
+  t.same(serverTimeouts({ REQUEST_TIMEOUT_MS: ' 2000 ', HEADERS_TIMEOUT_MS: '' }), { requestTimeoutMs: 2000, headersTimeoutMs: 2000 }, 'the headers timeout follows a shorter request timeout')
+  t.same(serverTimeouts({}), { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000 })
+  t.throws(() => serverTimeouts({ REQUEST_TIMEOUT_MS: '1s' }), { message: 'Invalid configuration: REQUEST_TIMEOUT_MS must be integer' })
 })
 
 t.test('PORT moves the default resource; empty values count as unset and values are trimmed', async t => {
@@ -225,6 +239,11 @@ t.test('every invalid setting fails with one message naming its variable', async
     [{ REDIS_URL: 'redis://cache:6379/zero' }, 'Invalid configuration: REDIS_URL must end with a database number (/0 … /99) or nothing'],
     [{ REDIS_URL: 'redis://cache:6379', REDIS_KEY_PREFIX: 'has space' }, 'Invalid configuration: REDIS_KEY_PREFIX must match pattern "^[A-Za-z0-9_.:{}-]{1,64}$"'],
     [{ REDIS_URL: 'redis://cache:6379', REDIS_COMMAND_TIMEOUT_MS: '1' }, 'Invalid configuration: REDIS_COMMAND_TIMEOUT_MS must be >= 10'],
+    [{ MCP_MAX_BATCH: '0' }, 'Invalid configuration: MCP_MAX_BATCH must be >= 1'],
+    [{ MCP_MAX_BATCH_ANSWER_BYTES: '1000' }, 'Invalid configuration: MCP_MAX_BATCH_ANSWER_BYTES must be >= 65536'],
+    [{ REQUEST_TIMEOUT_MS: '0' }, 'Invalid configuration: REQUEST_TIMEOUT_MS must be >= 1000'],
+    [{ HEADERS_TIMEOUT_MS: 'soon' }, 'Invalid configuration: HEADERS_TIMEOUT_MS must be integer'],
+    [{ REQUEST_TIMEOUT_MS: '5000', HEADERS_TIMEOUT_MS: '6000' }, 'Invalid configuration: HEADERS_TIMEOUT_MS must be <= REQUEST_TIMEOUT_MS (5000)'],
     [{ NODE_ENV: 'production' }, 'Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)']
   ]
   for (const [env, message] of cases) t.equal(failure(env), message, JSON.stringify(env))

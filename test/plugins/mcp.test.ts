@@ -1,11 +1,13 @@
 import t from 'tap'
 import Fastify from 'fastify'
+import { z } from 'zod'
 import { buildApp, initializeBody, openSession } from '../helpers/build-app.js'
 import {
   buildMcpApp, initSession, leaksInternals, listenLocal, mcpHeaders, postMcp, readToEnd, sseMessages, toolCall
 } from '../helpers/mcp-app.js'
 import { LocalIssuer } from '../helpers/issuer.js'
 import mcp from '../../plugins/mcp.js'
+import { DEFAULT_MAX_BATCH } from '../../plugins/config.js'
 
 const LATEST = '2025-11-25'
 
@@ -14,7 +16,7 @@ const issuer = await LocalIssuer.start()
 t.teardown(() => issuer.close())
 
 t.test('initialize', async t => {
-  const ctx = await buildApp(t, {}, { issuer })
+  const ctx = await buildApp(t, {}, { issuer, skipOverride: true })
 
   t.test('echoes a version the server speaks (lifecycle "Version Negotiation")', async t => {
     for (const version of ['2024-11-05', '2025-03-26', '2025-06-18', LATEST]) {
@@ -54,6 +56,20 @@ t.test('initialize', async t => {
     t.equal(res.statusCode, 200)
     const ping = await postMcp(ctx.app, { jsonrpc: '2.0', id: 2, method: 'ping' }, mcpHeaders(ctx.token, res.headers['mcp-session-id'] as string))
     t.equal(ping.statusCode, 200)
+  })
+
+  t.test('a 1 MB clientInfo: the session keeps and the log line names only 64 characters of name and version', async t => {
+    const huge = 'N'.repeat(1000 * 1000)
+    const body = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: huge, version: 'V'.repeat(10_000), title: 'T'.repeat(10_000) } } }
+    const res = await postMcp(ctx.app, body, mcpHeaders(ctx.token))
+    t.equal(res.statusCode, 200)
+    const id = res.headers['mcp-session-id'] as string
+    t.same(ctx.app.mcpSessions.get(id)?.clientInfo, { name: 'N'.repeat(64), version: 'V'.repeat(64) })
+    const opened = ctx.logs.filter(line => line.includes('MCP session opened') && line.includes(id.slice(0, 8)))
+    t.equal(opened.length, 1)
+    t.equal(JSON.parse(opened[0] as string).client, 'N'.repeat(64))
+    t.ok((opened[0] as string).length < 1024, `the log line is ${(opened[0] as string).length} bytes`)
+    t.notOk(ctx.logs.some(line => line.length > 100_000), 'no log line carries the megabyte')
   })
 
   t.test('session ids: visible ASCII, at least 128 bits, unique (transports "Session Management")', async t => {
@@ -369,6 +385,10 @@ t.test('stateless mode (MCP_STATELESS=true)', async t => {
   // Without a header the version is 2025-03-26, where batches exist.
   const batch = await postMcp(ctx.app, [{ jsonrpc: '2.0', id: 1, method: 'ping' }], mcpHeaders(ctx.token))
   t.same(batch.json(), [{ jsonrpc: '2.0', id: 1, result: {} }])
+  // ... and are capped as in a session.
+  const over = await postMcp(ctx.app, Array.from({ length: DEFAULT_MAX_BATCH + 1 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'tools/list' })), mcpHeaders(ctx.token))
+  t.equal(over.statusCode, 400)
+  t.equal(over.json().error.code, -32600)
 
   for (const method of ['GET', 'DELETE'] as const) {
     const res = await ctx.app.inject({ method, url: '/mcp', headers: { ...mcpHeaders(ctx.token), accept: 'text/event-stream' } })
@@ -412,6 +432,20 @@ t.test('batches: 2025-03-26 only (2025-06-18 changelog: batching removed)', asyn
     t.equal(res.json().error.code, -32600)
   })
 
+  t.test(`a batch holds at most MCP_MAX_BATCH messages (default ${DEFAULT_MAX_BATCH})`, async t => {
+    const pings = (n: number): unknown[] => Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'ping' }))
+    const full = await postMcp(ctx.app, pings(DEFAULT_MAX_BATCH), oldHeaders)
+    t.equal(full.statusCode, 200)
+    t.equal(full.json().length, DEFAULT_MAX_BATCH)
+    const over = await postMcp(ctx.app, pings(DEFAULT_MAX_BATCH + 1), oldHeaders)
+    t.equal(over.statusCode, 400)
+    t.same(over.json(), { jsonrpc: '2.0', id: null, error: { code: -32600, message: `Invalid Request: a batch may hold at most ${DEFAULT_MAX_BATCH} messages (this one holds ${DEFAULT_MAX_BATCH + 1}); send the rest in further requests` } })
+    // The reviewer's reproduction: 20,000 tools/list in one body.
+    const flood = await postMcp(ctx.app, Array.from({ length: 20_000 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'tools/list' })), oldHeaders)
+    t.equal(flood.statusCode, 400)
+    t.ok(flood.body.length < 300, `refused in ${flood.body.length} bytes`)
+  })
+
   t.test('2025-06-18 and later refuse batches', async t => {
     for (const version of ['2025-06-18', LATEST]) {
       const session = await openSession(ctx, version)
@@ -421,6 +455,28 @@ t.test('batches: 2025-03-26 only (2025-06-18 changelog: batching removed)', asyn
       t.match(res.json().error.message, version)
     }
   })
+})
+
+t.test("a batch's answer is bounded: past maxBatchAnswerBytes no further message runs, each left gets an error", async t => {
+  const ctx = await buildMcpApp(t, { maxBatchAnswerBytes: 2500 }, { issuer })
+  let calls = 0
+  ctx.app.mcpTool({ name: 'kilobyte', description: 'Returns 1000 characters', inputSchema: z.object({}) }, async () => {
+    calls++
+    await new Promise(resolve => setImmediate(resolve))
+    return { content: [{ type: 'text', text: 'k'.repeat(1000) }] }
+  })
+  const old = await initSession(ctx.app, ctx.token, '2025-03-26')
+  const res = await postMcp(ctx.app, Array.from({ length: 20 }, (_, i) => toolCall('kilobyte', {}, i)), mcpHeaders(ctx.token, old))
+  t.equal(res.statusCode, 200)
+  const body = res.json() as Array<{ id: number, result?: unknown, error?: { code: number, message: string } }>
+  t.same(body.map(r => r.id), Array.from({ length: 20 }, (_, i) => i), 'one answer per request, in order')
+  const kept = body.filter(r => r.result !== undefined)
+  const refused = body.filter(r => r.error !== undefined)
+  t.equal(kept.length, 2, 'two answers of about 1 kB fit in 2,500 bytes')
+  t.equal(refused.length, 18)
+  for (const r of refused) t.same(r.error, { code: -32000, message: "Response too large: this batch's answers would exceed 2500 bytes; send this request on its own" })
+  t.ok(calls <= 6, `the batch stopped: ${calls} of 20 calls ran (two kept, at most four in flight when it filled)`)
+  t.ok(Buffer.byteLength(res.body) < 2500 + 20 * 150, `the answer is ${Buffer.byteLength(res.body)} bytes`)
 })
 
 t.test('session caps', async t => {
@@ -489,6 +545,22 @@ t.test('progress streams the answer as SSE (basic/utilities "Progress")', async 
     await ctx.probe.lateProgressSent
     const after = await postMcp(ctx.app, { jsonrpc: '2.0', id: 16, method: 'ping' }, headers)
     t.equal(after.statusCode, 200, 'the server is still serving')
+  })
+
+  t.test('a batch runs at most 4 messages at a time', async t => {
+    let running = 0
+    let most = 0
+    ctx.app.mcpTool({ name: 'overlap', description: 'Counts how many of its calls run at once', inputSchema: z.object({}) }, async () => {
+      most = Math.max(most, ++running)
+      await new Promise(resolve => setTimeout(resolve, 5))
+      running--
+      return { content: [{ type: 'text', text: 'done' }] }
+    })
+    const old = await initSession(ctx.app, ctx.token, '2025-03-26')
+    const res = await postMcp(ctx.app, Array.from({ length: 12 }, (_, i) => toolCall('overlap', {}, i)), mcpHeaders(ctx.token, old))
+    t.equal(res.statusCode, 200)
+    t.same((res.json() as Array<{ id: number }>).map(r => r.id), Array.from({ length: 12 }, (_, i) => i), 'every answer, in the batch\'s order')
+    t.equal(most, 4, 'four at a time, not all twelve')
   })
 
   t.test('a batch never streams (2025-03-26)', async t => {

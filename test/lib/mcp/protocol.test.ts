@@ -1,7 +1,7 @@
 import t from 'tap'
 import { z } from 'zod'
 import Fastify from 'fastify'
-import { McpProtocol, PROTOCOL_VERSIONS, classify, rpcError, type DispatchScope } from '../../../lib/mcp/protocol.js'
+import { CLIENT_INFO_MAX_LENGTH, McpProtocol, PROTOCOL_VERSIONS, classify, rpcError, type DispatchScope } from '../../../lib/mcp/protocol.js'
 import { ToolRegistry } from '../../../lib/mcp/tools.js'
 
 t.test('classify sorts messages by their JSON-RPC 2.0 shape (§4, §5)', async t => {
@@ -46,6 +46,21 @@ t.test('initialize omits instructions when there are none', async t => {
   t.equal(init.clientInfo, undefined)
   t.notOk('instructions' in init.result)
   t.throws(() => protocol.initialize(undefined), { code: -32602, message: /protocolVersion/ })
+})
+
+t.test('initialize keeps only clientInfo name and version, each cut to 64 characters', async t => {
+  const protocol = new McpProtocol({ registry: new ToolRegistry(), serverInfo: { name: 's', version: '1' } })
+  const huge = 'n'.repeat(1024 * 1024)
+  const init = protocol.initialize({ protocolVersion: '2025-06-18', clientInfo: { name: huge, version: 'v'.repeat(100), title: huge, icons: [huge] } })
+  t.same(init.clientInfo, { name: 'n'.repeat(CLIENT_INFO_MAX_LENGTH), version: 'v'.repeat(CLIENT_INFO_MAX_LENGTH) })
+  t.equal(CLIENT_INFO_MAX_LENGTH, 64)
+  t.same(protocol.initialize({ protocolVersion: '2025-06-18', clientInfo: { name: 'ok', version: 7 } }).clientInfo, { name: 'ok' }, 'a non-string version is dropped')
+  t.same(protocol.initialize({ protocolVersion: '2025-06-18', clientInfo: { name: ['x'] } }).clientInfo, {}, 'a non-string name too')
+  // A surrogate pair straddling the cut is dropped whole, never split.
+  const emoji = `${'a'.repeat(63)}\u{1F600}tail`
+  const cut = protocol.initialize({ protocolVersion: '2025-06-18', clientInfo: { name: emoji } }).clientInfo?.name
+  t.equal(cut, 'a'.repeat(63))
+  t.equal(protocol.initialize({ protocolVersion: '2025-06-18', clientInfo: { name: `${'a'.repeat(62)}\u{1F600}tail` } }).clientInfo?.name, `${'a'.repeat(62)}\u{1F600}`)
 })
 
 t.test('dispatch', async t => {
