@@ -100,7 +100,7 @@ t.test('the daily quota: near, spent, reset at midnight UTC', async t => {
   t.same(states, ['ok', 'ok', 'ok', 'near', 'spent'], 'near from 80 % (4 of 5)')
   const q = service.quota()
   t.same(q, { state: 'spent', used: 5, limit: 5, remaining: 0, resetsAt: '2024-05-21T00:00:00.000Z' })
-  await t.rejects(service.query({ tickers: ['NEW'] }), { kind: 'daily_limit', message: /used its 5 Alpha Vantage requests for today; new questions can be answered after 2024-05-21T00:00:00\.000Z/ })
+  await t.rejects(service.query({ tickers: ['NEW'] }), { kind: 'daily_limit', message: /used its 5 Alpha Vantage requests for today \(daily limit\); new questions can be answered after 2024-05-21T00:00:00\.000Z/ })
   t.equal(client.calls.length, 5)
   t.equal((await service.query({ tickers: ['T0'] })).cached, true, 'a cached question still answers')
 
@@ -123,13 +123,26 @@ t.test('small limits still warn before they are spent', async t => {
   t.equal(service.quota().state, 'ok', 'limit 1: nothing to warn about before the one call')
 })
 
-t.test('an upstream daily-limit answer spends the quota at once', async t => {
-  const { service, client } = harness()
+t.test('an upstream daily-limit answer holds new calls back, then probes again after the interval (not at midnight)', async t => {
+  const { service, client, clock } = harness({ dailyLimitProbeMs: 30 * 60_000 })
+  clock.now = Date.UTC(2024, 4, 20, 12, 0, 0)
   client.answers = [new AlphaVantageError('daily_limit', 'daily limit')]
-  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'daily_limit' })
-  t.equal(service.quota().state, 'spent')
-  await t.rejects(service.query({ tickers: ['MSFT'] }), { message: /used its 25 Alpha Vantage requests/ })
-  t.equal(client.calls.length, 1)
+  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'daily_limit', message: /daily limit for this server's API key is reached; the next try is at 12:30:00 UTC \(2024-05-20T12:30:00\.000Z\)/ })
+  t.equal(service.quota().state, 'spent', 'results say so')
+  t.equal(await service.quotaRemaining(), 0)
+  clock.now += 29 * 60_000
+  await t.rejects(service.query({ tickers: ['MSFT'] }), { kind: 'daily_limit', message: /next try is at 12:30:00 UTC/ })
+  t.equal(client.calls.length, 1, 'no call while held back')
+
+  clock.now += 60_000
+  client.answers = [new AlphaVantageError('daily_limit', 'daily limit')]
+  await t.rejects(service.query({ tickers: ['MSFT'] }), { message: /next try is at 13:00:00 UTC/ }, 'the probe: still spent, held back again')
+  t.equal(client.calls.length, 2)
+
+  clock.now += 30 * 60_000
+  t.equal((await service.query({ tickers: ['MSFT'] })).cached, false, 'the next probe gets an answer: calls resume')
+  t.equal(service.quota().state, 'ok')
+  t.equal(client.calls.length, 3)
 })
 
 t.test('concurrent identical questions share one upstream call', async t => {
