@@ -123,6 +123,12 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     retryBaseMs: cfg.alphaVantage.retryBaseMs,
     circuitThreshold: cfg.alphaVantage.circuitThreshold,
     circuitCooldownMs: cfg.alphaVantage.circuitCooldownMs,
+    subjectShare: cfg.alphaVantage.subjectShare,
+    callsPerMinute: cfg.alphaVantage.callsPerMinute,
+    paceMaxWaitMs: cfg.alphaVantage.paceMaxWaitMs,
+    dailyLimitProbeMs: cfg.alphaVantage.dailyLimitProbeMs,
+    // With REDIS_URL: the cache, its coalescing, the quota and the pace shared by every replica.
+    ...(cfg.redis !== undefined ? { redis: fastify.redis } : {}),
     cacheTtlMs: cfg.newsCache.ttlMs,
     cacheMaxEntries: cfg.newsCache.maxEntries,
     cacheMaxBytes: cfg.newsCache.maxBytes,

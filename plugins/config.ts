@@ -44,6 +44,10 @@ const schema = {
     ALPHA_VANTAGE_RETRY_BASE_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 250 },
     ALPHA_VANTAGE_CIRCUIT_THRESHOLD: { type: 'integer', minimum: 1, maximum: 1000, default: 5 },
     ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC: { type: 'integer', minimum: 1, maximum: 3600, default: 60 },
+    ALPHA_VANTAGE_SUBJECT_DAILY_SHARE: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.4 },
+    ALPHA_VANTAGE_CALLS_PER_MINUTE: { type: 'integer', minimum: 0, maximum: 100000, default: 5 },
+    ALPHA_VANTAGE_PACE_MAX_WAIT_SEC: { type: 'integer', minimum: 0, maximum: 600, default: 30 },
+    ALPHA_VANTAGE_DAILY_LIMIT_PROBE_SEC: { type: 'integer', minimum: 10, maximum: 86400, default: 1800 },
     NEWS_CACHE_TTL_SEC: { type: 'integer', minimum: 0, maximum: 86400, default: 300 },
     NEWS_CACHE_MAX_ENTRIES: { type: 'integer', minimum: 1, maximum: 1000000, default: 500 },
     NEWS_CACHE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 4294967296, default: 33554432 },
@@ -104,6 +108,10 @@ interface RawEnv {
   ALPHA_VANTAGE_RETRY_BASE_MS: number
   ALPHA_VANTAGE_CIRCUIT_THRESHOLD: number
   ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC: number
+  ALPHA_VANTAGE_SUBJECT_DAILY_SHARE: number
+  ALPHA_VANTAGE_CALLS_PER_MINUTE: number
+  ALPHA_VANTAGE_PACE_MAX_WAIT_SEC: number
+  ALPHA_VANTAGE_DAILY_LIMIT_PROBE_SEC: number
   NEWS_CACHE_TTL_SEC: number
   NEWS_CACHE_MAX_ENTRIES: number
   NEWS_CACHE_MAX_BYTES: number
@@ -162,6 +170,13 @@ export interface AppConfig {
     retryBaseMs: number
     circuitThreshold: number
     circuitCooldownMs: number
+    /** Share of the daily limit one subject may spend on new questions. */
+    subjectShare: number
+    /** Upstream calls per minute; 0 is unpaced. */
+    callsPerMinute: number
+    paceMaxWaitMs: number
+    /** After Alpha Vantage's "daily limit", ask again after this long. */
+    dailyLimitProbeMs: number
   }
   newsCache: {
     ttlMs: number
@@ -465,7 +480,11 @@ export function loadConfig (env: Env): AppConfig {
       retries: raw.ALPHA_VANTAGE_RETRIES,
       retryBaseMs: raw.ALPHA_VANTAGE_RETRY_BASE_MS,
       circuitThreshold: raw.ALPHA_VANTAGE_CIRCUIT_THRESHOLD,
-      circuitCooldownMs: raw.ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC * 1000
+      circuitCooldownMs: raw.ALPHA_VANTAGE_CIRCUIT_COOLDOWN_SEC * 1000,
+      subjectShare: raw.ALPHA_VANTAGE_SUBJECT_DAILY_SHARE,
+      callsPerMinute: raw.ALPHA_VANTAGE_CALLS_PER_MINUTE,
+      paceMaxWaitMs: raw.ALPHA_VANTAGE_PACE_MAX_WAIT_SEC * 1000,
+      dailyLimitProbeMs: raw.ALPHA_VANTAGE_DAILY_LIMIT_PROBE_SEC * 1000
     },
     newsCache: {
       ttlMs: raw.NEWS_CACHE_TTL_SEC * 1000,

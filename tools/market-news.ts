@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import type { Article } from '../lib/news/alpha-vantage.js'
-import { NewsResponder } from '../lib/news/responder.js'
+import type { Article, NewsFeed } from '../lib/news/alpha-vantage.js'
+import { NewsResponder, type NewsView } from '../lib/news/responder.js'
 import { Limit, Sort, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, topicMatches } from '../lib/news/arguments.js'
 import { overallAggregate, timeSpanOf } from '../lib/news/sentiment.js'
 import {
@@ -37,6 +37,44 @@ function topicRelevance (topics: string[], article: Article): number {
   return sum
 }
 
+interface TopicsAnalysis {
+  aggregate: MarketNewsResult['aggregate']
+  /** Article indices, most relevant to the topics first, and their relevance. */
+  ranked: Array<{ i: number, relevance: number }>
+  timeSpan: MarketNewsResult['timeSpan']
+  bytes: number
+}
+
+/** What depends on the topic set only: every order of the same topics shares it. */
+export function analyseTopics (topics: string[], feed: NewsFeed): TopicsAnalysis {
+  const { articles } = feed
+  const ranked = articles
+    .map((article, i) => ({ i, relevance: Number(topicRelevance(topics, article).toFixed(6)) }))
+    .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
+  // A small object per article: about 40 bytes.
+  return { aggregate: overallAggregate(articles), ranked, timeSpan: timeSpanOf(articles), bytes: 40 * ranked.length + 600 }
+}
+
+/** One call's answer: the caller's topic order (never another caller's), its limit. */
+export function presentTopics (analysis: TopicsAnalysis, topics: string[], limit: number, feed: NewsFeed): NewsView<Omit<MarketNewsResult, 'freshness' | 'quota'>> {
+  const { articles } = feed
+  const ranked = analysis.ranked.slice(0, limit).map(r => ({ ...articleView(articles[r.i] as Article, []), topicRelevance: r.relevance }))
+  const fields = {
+    topics,
+    aggregate: analysis.aggregate,
+    articlesConsidered: articles.length,
+    timeSpan: analysis.timeSpan,
+    articles: ranked
+  }
+  return {
+    fields,
+    lead: `${topics.join(' + ')}: ${aggregateText(fields.aggregate, 'mean overall score')}${spanText(fields.timeSpan)}`,
+    body: ranked.length === 0
+      ? 'No news articles found for these topics and time window; widen the window or drop a topic.'
+      : ['', `${ranked.length} of ${articles.length} articles, most relevant first:`, ...ranked.flatMap(articleLines)].join('\n')
+  }
+}
+
 export default async function marketNewsTool (fastify: FastifyInstance): Promise<void> {
   const responder = new NewsResponder<MarketNewsResult>(fastify.news)
   fastify.mcpTool({
@@ -50,27 +88,13 @@ export default async function marketNewsTool (fastify: FastifyInstance): Promise
     annotations: { title: 'Market news by topic', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, ctx) => {
     const topics = [...new Set(args.topics)]
-    return await responder.respond(toNewsQuery(args, undefined, topics), String(args.limit), ctx, feed => {
-      const { articles } = feed
-      const ranked = articles
-        .map((article, i) => ({ article, i, relevance: topicRelevance(topics, article) }))
-        .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
-        .slice(0, args.limit)
-        .map(r => ({ ...articleView(r.article, []), topicRelevance: Number(r.relevance.toFixed(6)) }))
-      const fields = {
-        topics,
-        aggregate: overallAggregate(articles),
-        articlesConsidered: articles.length,
-        timeSpan: timeSpanOf(articles),
-        articles: ranked
-      }
-      return {
-        fields,
-        lead: `${topics.join(' + ')}: ${aggregateText(fields.aggregate, 'mean overall score')}${spanText(fields.timeSpan)}`,
-        body: ranked.length === 0
-          ? 'No news articles found for these topics and time window; widen the window or drop a topic.'
-          : ['', `${ranked.length} of ${articles.length} articles, most relevant first:`, ...ranked.flatMap(articleLines)].join('\n')
-      }
-    })
+    // The caller's topic order is part of the result's key: it shows in the answer.
+    return await responder.respond(
+      toNewsQuery(args, undefined, topics),
+      `${topics.join(',')}|${args.limit}`,
+      ctx,
+      feed => analyseTopics(topics, feed),
+      (analysis, feed) => presentTopics(analysis, topics, args.limit, feed)
+    )
   })
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
-import { NewsResponder } from '../lib/news/responder.js'
+import type { Article, NewsFeed } from '../lib/news/alpha-vantage.js'
+import { NewsResponder, type NewsView } from '../lib/news/responder.js'
 import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news/arguments.js'
 import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/news/sentiment.js'
 import {
@@ -37,6 +38,45 @@ export const NewsSentimentOutput = z.object({
 
 export type NewsSentimentResult = z.infer<typeof NewsSentimentOutput>
 
+interface TickersAnalysis {
+  aggregates: Map<string, NewsSentimentResult['aggregate'][number]>
+  /** Article indices, most relevant to the tickers first. */
+  ranked: number[]
+  timeSpan: NewsSentimentResult['timeSpan']
+  bytes: number
+}
+
+/** What depends on the ticker set only: every order of the same tickers shares it. */
+export function analyseTickers (tickers: string[], feed: NewsFeed): TickersAnalysis {
+  const { articles } = feed
+  const aggregates = new Map(tickers.map(t => [t, aggregateFor(t, articles)]))
+  const ranked = articles
+    .map((article, i) => ({ i, relevance: relevanceTo(tickers, article) }))
+    .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
+    .map(r => r.i)
+  // A number in an array: 8 bytes; an aggregate: about 400.
+  return { aggregates, ranked, timeSpan: timeSpanOf(articles), bytes: 8 * ranked.length + 400 * tickers.length + 200 }
+}
+
+/** One call's answer: the caller's ticker order, its limit. */
+export function presentTickers (analysis: TickersAnalysis, tickers: string[], limit: number, feed: NewsFeed): NewsView<Omit<NewsSentimentResult, 'freshness' | 'quota'>> {
+  const { articles } = feed
+  const fields = {
+    tickers,
+    aggregate: tickers.map(t => analysis.aggregates.get(t) as NewsSentimentResult['aggregate'][number]),
+    articlesConsidered: articles.length,
+    timeSpan: analysis.timeSpan,
+    articles: analysis.ranked.slice(0, limit).map(i => articleView(articles[i] as Article, tickers))
+  }
+  return {
+    fields,
+    lead: fields.aggregate.map(a => `${a.ticker}: ${aggregateText(a, 'weighted score')}`).join(' | ') + spanText(fields.timeSpan),
+    body: fields.articles.length === 0
+      ? `No news articles found for ${tickers.join(' + ')} with these filters. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR) or widen the time window.`
+      : ['', `${fields.articles.length} of ${articles.length} articles, most relevant first:`, ...fields.articles.flatMap(articleLines)].join('\n')
+  }
+}
+
 export default async function newsSentimentTool (fastify: FastifyInstance): Promise<void> {
   const responder = new NewsResponder<NewsSentimentResult>(fastify.news)
   fastify.mcpTool({
@@ -54,26 +94,12 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
     const tickers = args.tickers === undefined
       ? [args.ticker as string]
       : [...new Set(args.ticker === undefined ? args.tickers : [args.ticker, ...args.tickers])]
-    return await responder.respond(toNewsQuery(args, tickers), `${tickers.join(',')}|${args.limit}`, ctx, feed => {
-      const { articles } = feed
-      const fields = {
-        tickers,
-        aggregate: tickers.map(t => aggregateFor(t, articles)),
-        articlesConsidered: articles.length,
-        timeSpan: timeSpanOf(articles),
-        articles: articles
-          .map((article, i) => ({ article, i, relevance: relevanceTo(tickers, article) }))
-          .sort((a, b) => b.relevance - a.relevance || a.i - b.i)
-          .slice(0, args.limit)
-          .map(r => articleView(r.article, tickers))
-      }
-      return {
-        fields,
-        lead: fields.aggregate.map(a => `${a.ticker}: ${aggregateText(a, 'weighted score')}`).join(' | ') + spanText(fields.timeSpan),
-        body: fields.articles.length === 0
-          ? `No news articles found for ${tickers.join(' + ')} with these filters. Check the symbol (stocks like AAPL, crypto as CRYPTO:BTC, currencies as FOREX:EUR) or widen the time window.`
-          : ['', `${fields.articles.length} of ${articles.length} articles, most relevant first:`, ...fields.articles.flatMap(articleLines)].join('\n')
-      }
-    })
+    return await responder.respond(
+      toNewsQuery(args, tickers),
+      tickers.length === 1 ? String(args.limit) : `${tickers.join(',')}|${args.limit}`,
+      ctx,
+      feed => analyseTickers(tickers, feed),
+      (analysis, feed) => presentTickers(analysis, tickers, args.limit, feed)
+    )
   })
 }

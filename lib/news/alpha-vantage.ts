@@ -7,6 +7,9 @@ export { easternToIso } from './eastern-time.js'
 export type UpstreamFailureKind = 'daily_limit' | 'rate_limited' | 'invalid_request' | 'premium_only' | 'demo_key' | 'unavailable' | 'bad_response'
 
 export class AlphaVantageError extends Error {
+  /** A daily-limit refusal because the caller used its own share, not the server's whole quota. */
+  subjectShare = false
+
   /**
    * @param retryable a timeout or a 5xx: worth retrying at once. Never the
    *   200-with-a-message answers (`Information`, `Note`, `Error Message`):
@@ -57,8 +60,48 @@ export interface NewsFeed {
   articles: Article[]
   /** Articles skipped because they were unusable (no title, say). */
   dropped: number
-  /** Size of the upstream body, for cache accounting. */
+  /** Estimated memory the parsed feed keeps (what the cache's byte bound counts); see `retainedBytes`. */
   bytes: number
+  /** Size of the upstream body. */
+  upstreamBytes?: number
+}
+
+/*
+ * What a parsed feed keeps in V8, estimated from above: the upstream body's
+ * size says little (a 7.9 MiB body of tiny entries once held 35.8 MiB), so
+ * count objects and strings. Figures for 64-bit V8 without pointer
+ * compression (Node's default): an object's header and its fields, a
+ * fraction-bearing number boxed on the heap, an array and its backing store,
+ * a string's header and its characters at two bytes each (a one-byte string
+ * costs less, so this leans high). test/lib/news/retained-size.test.ts checks
+ * the estimate against the measured heap.
+ */
+const OBJECT = 48
+const FIELD = 8
+const NUMBER = 16
+const ARRAY = 48
+const STRING = 24
+
+function stringBytes (s: string | null): number {
+  return s === null ? 0 : STRING + 2 * s.length
+}
+
+/** The estimated heap a parsed article keeps. */
+export function articleRetainedBytes (a: Article): number {
+  let n = OBJECT + 11 * FIELD + NUMBER + stringBytes(a.title) + stringBytes(a.url) + stringBytes(a.summary) + stringBytes(a.source) +
+    stringBytes(a.sourceDomain) + stringBytes(a.publishedAt) + stringBytes(a.overallSentimentLabel) +
+    3 * ARRAY + FIELD * (a.authors.length + a.topics.length + a.tickerSentiment.length)
+  for (const author of a.authors) n += stringBytes(author)
+  for (const t of a.topics) n += OBJECT + 2 * FIELD + NUMBER + stringBytes(t.topic)
+  for (const t of a.tickerSentiment) n += OBJECT + 4 * FIELD + 2 * NUMBER + stringBytes(t.ticker) + stringBytes(t.label)
+  return n
+}
+
+/** The estimated heap a parsed feed keeps: what the cache counts against its byte bound. */
+export function retainedBytes (articles: Article[]): number {
+  let n = OBJECT + 3 * FIELD + ARRAY + FIELD * articles.length
+  for (const a of articles) n += articleRetainedBytes(a)
+  return n
 }
 
 export interface AlphaVantageClientOptions {
@@ -210,7 +253,7 @@ export class AlphaVantageClient {
       if (article === null) dropped++
       else articles.push(article)
     }
-    return { articles, dropped, bytes }
+    return { articles, dropped, bytes: retainedBytes(articles), upstreamBytes: bytes }
   }
 
   async #get (path: string, signal: AbortSignal | undefined): Promise<{ body: Record<string, unknown>, bytes: number }> {

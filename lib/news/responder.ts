@@ -1,9 +1,11 @@
 import { AlphaVantageError, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
 import type { NewsAnswer, NewsService } from './service.js'
 import { freshnessOf, noticeLines } from './format.js'
+import { BoundedLru } from './lru.js'
 import { ToolError, type CallToolResult } from '../mcp/tools.js'
+import type { AuthContext } from '../auth/access-token-verifier.js'
 
-/** What a tool computes from a feed: the same for every call answered from the same cached feed. */
+/** What a tool shows for one call: built from the (memoised) analysis, the caller's order and limit. */
 export interface NewsView<F extends Record<string, unknown>> {
   /** structuredContent, less freshness and quota. */
   fields: F
@@ -13,30 +15,84 @@ export interface NewsView<F extends Record<string, unknown>> {
   body: string
 }
 
+/** What a tool computes once per cached feed and question: never the caller's order or limit. */
+export interface NewsAnalysis {
+  /** Estimated retained size, for the memo's byte bound. */
+  bytes: number
+}
+
 type Fields<S> = Omit<S, 'freshness' | 'quota'> & Record<string, unknown>
 type Result<S> = CallToolResult & { structuredContent: S }
 
-interface Memo<S> {
-  view: NewsView<Fields<S>>
-  stamp: string | undefined
-  result: Result<S> | undefined
+interface Memo<T> {
+  /** The cached answer this was computed from (its key and when upstream produced it). */
+  source: string
+  value: T
+}
+
+interface ResultMemo<S> extends Memo<Result<S>> {
+  stamp: string
+}
+
+export interface ResponderOptions {
+  /** Analyses kept (one per cached question). */
+  maxAnalyses?: number
+  maxAnalysisBytes?: number
+  /** Whole results kept (one per caller order and limit). */
+  maxResults?: number
+  maxResultBytes?: number
+}
+
+export interface ResponderCallOptions {
+  readonly signal?: AbortSignal
+  readonly auth?: AuthContext | null
 }
 
 /**
  * Asks the news service and turns its answer into a tool result, doing the
- * work once per cached feed: the view (aggregate, ranking, text) is kept with
- * the feed (a WeakMap: it goes when the cache drops the feed), and the whole
- * result is reused while its freshness and quota figures are unchanged, which
- * also lets the transport reuse its serialization.
+ * costly work once per cached feed. Two memos, each an LRU bounded in entries
+ * and estimated bytes, so that however callers reorder their tickers or vary
+ * `limit`, what this keeps is capped (an unbounded per-order-and-limit memo
+ * once let one caller grow the heap until the process died):
+ *
+ * - the analysis (aggregates, ranking) per cached question: the cache key is
+ *   already the normalised question (sorted tickers and topics), so every
+ *   spelling of a question shares one analysis;
+ * - the whole result per caller order and limit, reused while freshness and
+ *   quota figures are unchanged: the hot path of a repeated question, and the
+ *   transport reuses the result's checked copy and serialization with it.
+ *   Slicing to `limit` is cheap (at most 50 articles), so nothing else is
+ *   kept per limit.
+ *
+ * Neither memo holds the feed: an entry names its source (cache key and fetch
+ * time) and is rebuilt when the answer changes, so the cache's bound stays the
+ * bound on feeds.
  */
 export class NewsResponder<S extends { freshness: unknown, quota: unknown }> {
-  readonly #memos = new WeakMap<NewsFeed, Map<string, Memo<S>>>()
+  readonly #analyses: BoundedLru<Memo<NewsAnalysis>>
+  readonly #results: BoundedLru<ResultMemo<S>>
 
-  constructor (readonly news: NewsService) {}
+  constructor (readonly news: Pick<NewsService, 'query'>, opts: ResponderOptions = {}) {
+    this.#analyses = new BoundedLru(opts.maxAnalyses ?? 256, opts.maxAnalysisBytes ?? 8 * 1024 * 1024)
+    this.#results = new BoundedLru(opts.maxResults ?? 128, opts.maxResultBytes ?? 8 * 1024 * 1024)
+  }
 
-  /** @param viewKey what the view depends on besides the feed (tickers, limit …). */
-  /** @param opts a tool context will do: its signal is read only on a cache miss. */
-  async respond (query: NewsQuery, viewKey: string, opts: { readonly signal?: AbortSignal }, build: (feed: NewsFeed) => NewsView<Fields<S>>): Promise<Result<S>> {
+  /** What the memos hold now: entries and estimated bytes. */
+  get memoStats (): { analyses: number, analysisBytes: number, results: number, resultBytes: number } {
+    return { analyses: this.#analyses.size, analysisBytes: this.#analyses.bytes, results: this.#results.size, resultBytes: this.#results.bytes }
+  }
+
+  /**
+   * @param callKey what the result depends on besides the question: the caller's order and limit.
+   * @param opts a tool context will do: its signal is read only on a cache miss, its subject charges the quota.
+   */
+  async respond<A extends NewsAnalysis> (
+    query: NewsQuery,
+    callKey: string,
+    opts: ResponderCallOptions,
+    analyse: (feed: NewsFeed) => A,
+    present: (analysis: A, feed: NewsFeed) => NewsView<Fields<S>>
+  ): Promise<Result<S>> {
     let answer: NewsAnswer
     try {
       answer = await this.news.query(query, opts)
@@ -44,26 +100,28 @@ export class NewsResponder<S extends { freshness: unknown, quota: unknown }> {
       if (err instanceof AlphaVantageError) throw new ToolError(err.message)
       throw err
     }
-    let perFeed = this.#memos.get(answer.feed)
-    if (perFeed === undefined) {
-      perFeed = new Map()
-      this.#memos.set(answer.feed, perFeed)
-    }
-    let memo = perFeed.get(viewKey)
-    if (memo === undefined) {
-      memo = { view: build(answer.feed), stamp: undefined, result: undefined }
-      perFeed.set(viewKey, memo)
-    }
     const { quota } = answer
+    const source = `${answer.key}@${answer.fetchedAt}`
     const stamp = `${answer.ageSeconds}|${String(answer.cached)}|${answer.staleReason ?? ''}|${quota.used}|${quota.limit}|${quota.resetsAt}`
-    if (memo.stamp !== stamp || memo.result === undefined) {
-      const text = [memo.view.lead, ...noticeLines(answer), memo.view.body].join('\n')
-      memo.result = {
-        content: [{ type: 'text', text }],
-        structuredContent: { ...memo.view.fields, freshness: freshnessOf(answer), quota } as unknown as S
-      }
-      memo.stamp = stamp
+    const resultKey = `${answer.key}#${callKey}`
+    const kept = this.#results.get(resultKey)
+    if (kept !== undefined && kept.source === source && kept.stamp === stamp) return kept.value
+
+    let memo = this.#analyses.get(answer.key)
+    if (memo === undefined || memo.source !== source) {
+      const value = analyse(answer.feed)
+      memo = { source, value }
+      this.#analyses.set(answer.key, memo, value.bytes + 2 * (source.length + answer.key.length))
     }
-    return memo.result
+    const view = present(memo.value as A, answer.feed)
+    const text = [view.lead, ...noticeLines(answer), view.body].join('\n')
+    const result = {
+      content: [{ type: 'text' as const, text }],
+      structuredContent: { ...view.fields, freshness: freshnessOf(answer), quota } as unknown as S
+    }
+    // The text carries about what structuredContent does; the transport keeps a
+    // checked copy and its JSON beside the result: about four times the text, in UTF-16.
+    this.#results.set(resultKey, { source, stamp, value: result }, 8 * text.length + 2 * resultKey.length + 1024)
+    return result
   }
 }

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { AlphaVantageError, type AlphaVantageClient, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
-import type { ResponseCache } from './cache.js'
+import type { CacheEntry, ResponseCache } from './cache.js'
+import { MemoryQuotaStore, type QuotaStore } from './quota.js'
 
 export type QuotaState = 'ok' | 'near' | 'spent'
 
@@ -15,6 +16,8 @@ export interface QuotaStatus {
 }
 
 export interface NewsAnswer {
+  /** The normalised question (cacheKey): the same for every spelling of it. */
+  key: string
   feed: NewsFeed
   /** When Alpha Vantage produced this answer, ISO 8601. */
   fetchedAt: string
@@ -36,6 +39,21 @@ export interface NewsServiceOptions {
   dailyLimit: number
   /** Share of the daily limit from which results warn (default 0.8). */
   nearQuotaRatio?: number
+  /**
+   * Share of the daily limit one subject may spend on new questions (default 1:
+   * no share). Cached answers and joining another caller's call stay free.
+   */
+  subjectShare?: number
+  /** Upstream calls per minute, across the deployment when the store is shared (default: unpaced). */
+  callsPerMinute?: number
+  /** How long a call may queue for the pace before it is refused (default 30 s). */
+  paceMaxWaitMs?: number
+  /** After Alpha Vantage answers "daily limit", ask again after this long (default 30 min), not at midnight UTC. */
+  dailyLimitProbeMs?: number
+  /** The counters: in memory (default) or shared by every replica (Redis). */
+  quotaStore?: QuotaStore
+  /** Waits (the pace's queue, retry backoff); tests pass one that moves their clock. */
+  sleep?: (ms: number) => Promise<void>
   /** Extra attempts after a timeout or a 5xx. */
   retries: number
   retryBaseMs: number
@@ -47,6 +65,18 @@ export interface NewsServiceOptions {
 }
 
 const DAY_MS = 86_400_000
+const MINUTE_MS = 60_000
+
+export interface QueryOptions {
+  readonly signal?: AbortSignal
+  /** The caller: its subject is charged a share of the day's new questions. */
+  readonly auth?: { readonly subject: string } | null
+}
+
+/** "14:05:00 UTC": the time of the next try, in plain words. */
+function clockTime (ms: number): string {
+  return `${new Date(ms).toISOString().slice(11, 19)} UTC`
+}
 
 /** The key of a query: the same question, however it was spelled, is one cache entry. */
 export function cacheKey (query: NewsQuery): string {
@@ -62,27 +92,49 @@ function sortedList (items: string[] | undefined, upper: boolean): string {
 
 /**
  * NEWS_SENTIMENT for every session of every user, on one API key: a shared
- * cache, one upstream call for concurrent identical questions, retries only
- * where they can help, a daily quota count, a circuit breaker, and the last
- * good answer when the upstream fails (stale-if-error).
+ * cache, one upstream call for concurrent identical questions (across
+ * replicas when the cache can coalesce), retries only where they can help, a
+ * daily quota with a share per subject, a per-minute pace, a circuit
+ * breaker, and the last good answer when the upstream fails (stale-if-error).
+ *
+ * The circuit breaker is per replica, on purpose: it guards this process's
+ * path to Alpha Vantage (its connections, its DNS, its network), a replica
+ * learns of an outage within `circuitThreshold` failed calls, and sharing it
+ * would add a Redis round trip to every upstream call for little: the shared
+ * quota, pace and "daily limit" block already stop the calls that would waste
+ * the key.
  */
 export class NewsService {
   readonly #opts: Required<Omit<NewsServiceOptions, 'log'>> & Pick<NewsServiceOptions, 'log'>
-  readonly #inflight = new Map<string, Promise<{ feed: NewsFeed, storedAt: number }>>()
+  readonly #inflight = new Map<string, { subject: string | undefined, call: Promise<CacheEntry<NewsFeed>> }>()
   /** The UTC day being counted (days since the epoch) and when it ends. */
   #day = -1
   #resetsAt = ''
+  #resetsAtMs = 0
+  /** The last count the store told this replica (results show it; the store decides). */
   #used = 0
+  /** Until when Alpha Vantage's "daily limit" holds calls back, as last seen. */
+  #blockedUntil = 0
   /** The last fetch time turned into ISO 8601: every cache hit of that answer needs the same string. */
   #fetchedAt = { storedAt: -1, iso: '' }
   #failures = 0
   #openUntil = 0
 
   constructor (opts: NewsServiceOptions) {
-    this.#opts = { nearQuotaRatio: 0.8, now: Date.now, ...opts }
+    this.#opts = {
+      nearQuotaRatio: 0.8,
+      now: Date.now,
+      subjectShare: 1,
+      callsPerMinute: Number.POSITIVE_INFINITY,
+      paceMaxWaitMs: 30_000,
+      dailyLimitProbeMs: 30 * MINUTE_MS,
+      quotaStore: new MemoryQuotaStore(),
+      sleep: async ms => { await sleep(ms) },
+      ...opts
+    }
   }
 
-  /** Upstream calls counted today. */
+  /** Upstream calls counted today (as this replica last learned it). */
   get used (): number {
     this.#rollDay()
     return this.#used
@@ -92,11 +144,17 @@ export class NewsService {
     return this.#opts.now() < this.#openUntil
   }
 
+  /** New questions one subject may ask per day. */
+  get subjectLimit (): number {
+    return Math.max(1, Math.floor(this.#opts.dailyLimit * this.#opts.subjectShare))
+  }
+
   #rollDay (): void {
     const day = Math.floor(this.#opts.now() / DAY_MS)
     if (day !== this.#day) {
       this.#day = day
-      this.#resetsAt = new Date((day + 1) * DAY_MS).toISOString()
+      this.#resetsAtMs = (day + 1) * DAY_MS
+      this.#resetsAt = new Date(this.#resetsAtMs).toISOString()
       this.#used = 0
     }
   }
@@ -104,7 +162,7 @@ export class NewsService {
   quota (): QuotaStatus {
     this.#rollDay()
     const { dailyLimit, nearQuotaRatio } = this.#opts
-    const remaining = Math.max(0, dailyLimit - this.#used)
+    const remaining = this.#opts.now() < this.#blockedUntil ? 0 : Math.max(0, dailyLimit - this.#used)
     // With a small limit ceil(limit × ratio) is the limit itself (3 × 0.8 → 3):
     // warn no later than when one request is left, so the warning ever shows.
     const nearAt = Math.max(1, Math.min(Math.ceil(dailyLimit * nearQuotaRatio), dailyLimit - 1))
@@ -112,44 +170,62 @@ export class NewsService {
     return { state, used: this.#used, limit: dailyLimit, remaining, resetsAt: this.#resetsAt }
   }
 
+  /**
+   * How many new upstream questions may still be asked today, by this
+   * subject (its share) or by anyone (without one): what a tool that spends
+   * several calls checks before it starts. Asks the store (shared across
+   * replicas), so it is exact at the time of asking.
+   */
+  async quotaRemaining (subject?: string): Promise<number> {
+    this.#rollDay()
+    const now = this.#opts.now()
+    const store = this.#opts.quotaStore
+    this.#blockedUntil = await store.blockedUntil()
+    if (now < this.#blockedUntil) return 0
+    const { used, subjectUsed } = await store.usage(subject, this.#day)
+    this.#used = used
+    const left = Math.max(0, this.#opts.dailyLimit - used)
+    return subject === undefined ? left : Math.min(left, Math.max(0, this.subjectLimit - subjectUsed))
+  }
+
   /** `opts.signal` is read only when the upstream must be asked (a tool context makes it on demand). */
-  async query (query: NewsQuery, opts: { readonly signal?: AbortSignal } = {}): Promise<NewsAnswer> {
+  async query (query: NewsQuery, opts: QueryOptions = {}): Promise<NewsAnswer> {
     const key = cacheKey(query)
     const now = this.#opts.now()
     const entry = await this.#opts.cache.get(key)
     if (entry !== undefined && now - entry.storedAt < this.#opts.ttlMs) {
-      return this.#answer(entry.value, entry.storedAt, true, undefined)
+      return this.#answer(key, entry.value, entry.storedAt, true, undefined)
     }
 
-    // Refuse to call upstream when it cannot help: quota spent, or the circuit open.
-    const quota = this.quota()
+    // Refuse at once when the upstream cannot help: the circuit open, or Alpha Vantage's "daily limit" standing.
     let refusal: AlphaVantageError | undefined
-    if (quota.state === 'spent') {
-      refusal = new AlphaVantageError('daily_limit', `This server has used its ${quota.limit} Alpha Vantage requests for today; new questions can be answered after ${quota.resetsAt}.`)
-    } else if (this.circuitOpen) {
+    if (this.circuitOpen) {
       refusal = new AlphaVantageError('unavailable', `Alpha Vantage has been failing; this server stops calling it for ${Math.ceil((this.#openUntil - now) / 1000)} s. Try again after that.`)
+    } else if (now < this.#blockedUntil) {
+      refusal = this.#dailyLimitReached(this.#blockedUntil)
     }
     if (refusal !== undefined) {
-      if (entry !== undefined) return this.#answer(entry.value, entry.storedAt, true, refusal.message)
+      if (entry !== undefined) return this.#answer(key, entry.value, entry.storedAt, true, refusal.message)
       throw refusal
     }
 
     try {
-      const fresh = await this.#shared(key, query, opts.signal)
-      return this.#answer(fresh.feed, fresh.storedAt, false, undefined)
+      const fresh = await this.#shared(key, query, opts.signal, opts.auth?.subject)
+      return this.#answer(key, fresh.value, fresh.storedAt, false, undefined)
     } catch (err) {
       // stale-if-error (RFC 5861 §4, in spirit): the last good answer beats no answer,
       // except when the question itself is wrong.
       if (entry !== undefined && err instanceof AlphaVantageError && err.kind !== 'invalid_request' && opts.signal?.aborted !== true) {
-        return this.#answer(entry.value, entry.storedAt, true, err.message)
+        return this.#answer(key, entry.value, entry.storedAt, true, err.message)
       }
       throw err
     }
   }
 
-  #answer (feed: NewsFeed, storedAt: number, cached: boolean, staleReason: string | undefined): NewsAnswer {
+  #answer (key: string, feed: NewsFeed, storedAt: number, cached: boolean, staleReason: string | undefined): NewsAnswer {
     if (this.#fetchedAt.storedAt !== storedAt) this.#fetchedAt = { storedAt, iso: new Date(storedAt).toISOString() }
     return {
+      key,
       feed,
       fetchedAt: this.#fetchedAt.iso,
       ageSeconds: Math.max(0, Math.round((this.#opts.now() - storedAt) / 1000)),
@@ -162,30 +238,87 @@ export class NewsService {
 
   /**
    * One upstream call per key at a time: concurrent callers wait on the same
-   * promise. A caller's cancel stops its wait, not the shared call.
+   * promise (and, through the cache's coalescing, on another replica's call).
+   * Only the caller that starts the call is charged; a caller's cancel stops
+   * its wait, not the shared call.
    */
-  #shared (key: string, query: NewsQuery, signal: AbortSignal | undefined): Promise<{ feed: NewsFeed, storedAt: number }> {
-    let call = this.#inflight.get(key)
-    if (call === undefined) {
-      call = this.#fetchWithRetry(query).then(async feed => {
-        const storedAt = this.#opts.now()
-        await this.#opts.cache.set(key, { value: feed, storedAt, bytes: feed.bytes })
-        return { feed, storedAt }
-      }).finally(() => this.#inflight.delete(key))
-      this.#inflight.set(key, call)
+  async #shared (key: string, query: NewsQuery, signal: AbortSignal | undefined, subject: string | undefined): Promise<CacheEntry<NewsFeed>> {
+    let running = this.#inflight.get(key)
+    if (running === undefined) {
+      const fetch = async (): Promise<CacheEntry<NewsFeed>> => {
+        const feed = await this.#fetchWithRetry(query, subject)
+        const entry = { value: feed, storedAt: this.#opts.now(), bytes: feed.bytes }
+        await this.#opts.cache.set(key, entry)
+        return entry
+      }
+      const { cache } = this.#opts
+      const call = (cache.coalesce === undefined ? fetch() : cache.coalesce(key, fetch)).finally(() => this.#inflight.delete(key))
+      running = { subject, call }
+      this.#inflight.set(key, running)
     }
-    if (signal === undefined) return call
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(new AlphaVantageError('unavailable', 'The request was cancelled.'))
-      if (signal.aborted) return onAbort()
-      signal.addEventListener('abort', onAbort, { once: true })
-      call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
-    })
+    const { call } = running
+    const joined = subject !== running.subject
+    const wait = signal === undefined
+      ? call
+      : new Promise<CacheEntry<NewsFeed>>((resolve, reject) => {
+        const onAbort = (): void => reject(new AlphaVantageError('unavailable', 'The request was cancelled.'))
+        if (signal.aborted) return onAbort()
+        signal.addEventListener('abort', onAbort, { once: true })
+        call.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+      })
+    try {
+      return await wait
+    } catch (err) {
+      // The caller that started the call had used its share: that is no answer for someone else.
+      if (joined && err instanceof AlphaVantageError && err.subjectShare && signal?.aborted !== true) return await this.#shared(key, query, signal, subject)
+      throw err
+    }
   }
 
-  async #fetchWithRetry (query: NewsQuery, attempt = 0): Promise<NewsFeed> {
+  #dailyLimitReached (until: number): AlphaVantageError {
+    return new AlphaVantageError('daily_limit', `Alpha Vantage's daily limit for this server's API key is reached; the next try is at ${clockTime(until)} (${new Date(until).toISOString()}). Questions asked before are still answered from the cache.`)
+  }
+
+  /** Waits for a slot in the per-minute pace, briefly: past `paceMaxWaitMs` the call is refused with the time of the next slot. */
+  async #pace (): Promise<void> {
+    const { callsPerMinute, paceMaxWaitMs, quotaStore, now } = this.#opts
+    if (callsPerMinute === Number.POSITIVE_INFINITY) return
+    const started = now()
+    for (;;) {
+      const t = now()
+      const window = Math.floor(t / MINUTE_MS)
+      if (await quotaStore.pace(window) <= callsPerMinute) return
+      const next = (window + 1) * MINUTE_MS
+      if (next - started > paceMaxWaitMs) {
+        throw new AlphaVantageError('rate_limited', `Alpha Vantage's rate limit (${callsPerMinute} requests a minute for this server) is reached; the next try is at ${clockTime(next)}.`)
+      }
+      // A little spread, so that the queued calls do not all land on the window's first millisecond.
+      await this.#opts.sleep(next - t + Math.floor(Math.random() * 250))
+    }
+  }
+
+  /** Counts the call against the day (and the subject's share, on a first attempt); throws when either is spent. */
+  async #take (subject: string | undefined): Promise<void> {
     this.#rollDay()
-    this.#used++
+    const { quotaStore, dailyLimit } = this.#opts
+    const taken = await quotaStore.take(subject, { day: this.#day, resetsAt: this.#resetsAtMs, dailyLimit, subjectLimit: this.subjectLimit })
+    this.#used = taken.used
+    if (taken.ok) return
+    if (taken.refusal === 'daily') {
+      throw new AlphaVantageError('daily_limit', `This server has used its ${dailyLimit} Alpha Vantage requests for today (daily limit); new questions can be answered after ${this.#resetsAt}. Questions asked before are still answered from the cache.`)
+    }
+    const err = new AlphaVantageError('daily_limit', `You have used your share of this server's Alpha Vantage requests for today (daily limit: ${this.subjectLimit} new questions per user out of the server's ${dailyLimit}); new questions can be answered after ${this.#resetsAt}. Questions asked before, by anyone, are still answered from the cache.`)
+    err.subjectShare = true
+    throw err
+  }
+
+  async #fetchWithRetry (query: NewsQuery, subject: string | undefined, attempt = 0): Promise<NewsFeed> {
+    const { quotaStore, now } = this.#opts
+    this.#blockedUntil = await quotaStore.blockedUntil()
+    if (now() < this.#blockedUntil) throw this.#dailyLimitReached(this.#blockedUntil)
+    await this.#pace()
+    // A retry is the same question: the subject was charged for it once.
+    await this.#take(attempt === 0 ? subject : undefined)
     try {
       const feed = await this.#opts.client.newsSentiment(query)
       this.#failures = 0
@@ -194,13 +327,20 @@ export class NewsService {
       // Anything else is a bug, not an upstream answer: neither retried nor counted.
       if (!(err instanceof AlphaVantageError)) throw err
       if (err.kind === 'daily_limit') {
-        // Alpha Vantage says the day's quota is gone: believe it, stop asking until tomorrow.
-        this.#used = Math.max(this.#used, this.#opts.dailyLimit)
+        // Alpha Vantage says the day's quota is gone. It does not say when its
+        // day resets: hold new calls back, and probe again after a while.
+        const until = now() + this.#opts.dailyLimitProbeMs
+        this.#blockedUntil = until
+        await quotaStore.block(until, this.#opts.dailyLimitProbeMs)
+        throw this.#dailyLimitReached(until)
+      }
+      if (err.kind === 'rate_limited') {
+        throw new AlphaVantageError('rate_limited', `Alpha Vantage's rate limit for this server's API key is reached; the next try is at ${clockTime((Math.floor(now() / MINUTE_MS) + 1) * MINUTE_MS)}.`)
       }
       if (err.retryable && attempt < this.#opts.retries && this.quota().state !== 'spent') {
         // Exponential backoff with full jitter.
-        await sleep(Math.random() * this.#opts.retryBaseMs * 2 ** attempt)
-        return await this.#fetchWithRetry(query, attempt + 1)
+        await this.#opts.sleep(Math.random() * this.#opts.retryBaseMs * 2 ** attempt)
+        return await this.#fetchWithRetry(query, subject, attempt + 1)
       }
       // The upstream is broken (not just saying no): that is what the circuit counts.
       if (err.kind === 'unavailable' || err.kind === 'bad_response') this.#failed(err)
@@ -209,6 +349,7 @@ export class NewsService {
   }
 
   #failed (err: AlphaVantageError): void {
+    // Consecutive failures only: every success above resets the count.
     this.#failures++
     if (this.#failures >= this.#opts.circuitThreshold) {
       this.#openUntil = this.#opts.now() + this.#opts.circuitCooldownMs

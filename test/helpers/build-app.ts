@@ -55,6 +55,10 @@ export async function buildApp (t: Test, env: Record<string, string> = {}, opts:
       ALPHA_VANTAGE_API_KEY: API_KEY,
       ALPHA_VANTAGE_BASE_URL: upstream.url,
       ALPHA_VANTAGE_TIMEOUT_MS: '1000',
+      // Unpaced, no per-subject share: a test makes many calls in a second as
+      // one subject. The tests of the pace and the share set their own.
+      ALPHA_VANTAGE_CALLS_PER_MINUTE: '0',
+      ALPHA_VANTAGE_SUBJECT_DAILY_SHARE: '1',
       ...env
     }
   })

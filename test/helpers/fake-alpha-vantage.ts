@@ -10,7 +10,7 @@ export const newsFixture = JSON.parse(readFileSync(new URL('../fixtures/news-aap
 /** How the next answers go: each mode is one way the real Alpha Vantage behaves (or fails). */
 export type UpstreamMode =
   | 'ok' | 'empty' | 'error-message' | 'information-limit' | 'information-demo' | 'information-premium' | 'note'
-  | 'http-500' | 'http-503' | 'http-429' | 'http-404' | 'bad-json' | 'not-object' | 'no-feed' | 'slow' | 'hang'
+  | 'http-500' | 'http-503' | 'http-429' | 'http-404' | 'bad-json' | 'not-object' | 'no-feed' | 'slow' | 'hang' | 'reset'
 
 export interface UpstreamHit {
   params: URLSearchParams
@@ -73,6 +73,7 @@ export class FakeAlphaVantage {
         setTimeout(() => this.send(res, 200, this.body), this.slowMs).unref()
         return
       case 'hang': return // never answers: the client's timeout must fire
+      case 'reset': req.socket.resetAndDestroy(); return // the connection reset (TCP RST) before any answer
       default: return this.send(res, 200, this.body)
     }
   }

@@ -189,13 +189,13 @@ t.test('stale-if-error: the last good answer, marked stale, when the upstream fa
   t.equal(ctx.upstream.hits.length, 4)
   t.match(answers[0]!.text, 'HTTP 503')
   t.match(answers[1]!.text, 'unreadable')
-  t.match(answers[2]!.text, 'daily request limit')
+  t.match(answers[2]!.text, /daily limit for this server's API key is reached; the next try is at \d\d:\d\d:\d\d UTC/)
   t.equal(answers[2]!.result?.structuredContent.quota.state, 'spent', 'the upstream\'s daily-limit answer spends the quota')
 
   // Quota spent: still the stale answer, without asking upstream.
   const refused = await call(TOOL, { ticker: 'AAPL' })
   t.equal(refused.result?.structuredContent.freshness.stale, true)
-  t.match(refused.result?.structuredContent.freshness.note, 'requests for today')
+  t.match(refused.result?.structuredContent.freshness.note, 'daily limit')
   t.equal(ctx.upstream.hits.length, 4)
   assertNoSecrets(t, ctx, [good, ...answers, refused])
 })
@@ -247,14 +247,14 @@ t.test('each upstream failure, with nothing cached, is an error the model can ac
     ['error-message', /rejected the query: check the ticker symbols .*unknown or delisted ticker/],
     ['information-demo', /public demo key.*ALPHA_VANTAGE_API_KEY/],
     ['information-premium', /premium plans/],
-    ['note', /rate limit reached .* wait a minute/],
-    ['http-429', /rate limiting this server; try again later/],
+    ['note', /rate limit for this server's API key is reached; the next try is at \d\d:\d\d:00 UTC/],
+    ['http-429', /rate limit for this server's API key is reached; the next try is at \d\d:\d\d:00 UTC/],
     ['http-404', /answered HTTP 404/],
     ['http-503', /unavailable \(HTTP 503\); try again shortly/],
     ['bad-json', /unreadable \(non-JSON\) response/],
     ['not-object', /unexpected response/],
     ['no-feed', /without a news feed/],
-    ['information-limit', /daily request limit .* try again tomorrow/]
+    ['information-limit', /daily limit for this server's API key is reached; the next try is at \d\d:\d\d:\d\d UTC/]
   ]
   const answers = []
   for (const [i, [mode, message]] of cases.entries()) {
@@ -270,11 +270,14 @@ t.test('each upstream failure, with nothing cached, is an error the model can ac
   const echoed = cases.findIndex(([mode]) => mode === 'information-limit')
   t.notMatch(answers[echoed]!.text, API_KEY)
 
-  // The daily-limit answer spent the quota: a new question is refused at once.
+  // The daily-limit answer holds new questions back until the next probe (30 min by default), not until midnight.
   ctx.upstream.mode = 'ok'
   const refused = await call(TOOL, { ticker: 'AAPL' })
   t.equal(refused.result?.isError, true)
-  t.match(refused.text, /used its 25 Alpha Vantage requests for today; new questions can be answered after \d{4}-\d{2}-\d{2}T00:00:00\.000Z/)
+  const next = /the next try is at (\d\d:\d\d:\d\d) UTC \(([^)]+)\)/.exec(refused.text)
+  t.ok(next, refused.text)
+  const nextTry = Date.parse(next?.[2] ?? '')
+  t.ok(nextTry > Date.now() + 29 * 60_000 && nextTry <= Date.now() + 30 * 60_000, 'the next try is in 30 minutes')
   t.equal(ctx.upstream.hits.length, cases.length, 'no upstream call')
   assertNoSecrets(t, ctx, [...answers, refused])
 })

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { AlphaVantageClient, AlphaVantageError, classifyUpstreamMessage, toNumber, type AlphaVantageClientOptions } from '../../../lib/news/alpha-vantage.js'
+import { AlphaVantageClient, AlphaVantageError, classifyUpstreamMessage, retainedBytes, toNumber, type AlphaVantageClientOptions } from '../../../lib/news/alpha-vantage.js'
 import { FakeAlphaVantage, newsFixture, type UpstreamMode } from '../../helpers/fake-alpha-vantage.js'
 import { referenceIso } from '../../helpers/eastern-reference.js'
 
@@ -55,7 +55,8 @@ t.test('the fixture parsed: numbers from strings, Eastern times to UTC, untitled
   const titled = newsFixture.feed.filter(a => typeof a.title === 'string' && a.title !== '')
   t.equal(feed.articles.length, titled.length)
   t.equal(feed.dropped, newsFixture.feed.length - titled.length)
-  t.equal(feed.bytes, Buffer.byteLength(JSON.stringify(newsFixture)))
+  t.equal(feed.upstreamBytes, Buffer.byteLength(JSON.stringify(newsFixture)))
+  t.equal(feed.bytes, retainedBytes(feed.articles), 'the cache counts what the parsed feed keeps')
   for (const [i, raw] of titled.entries()) {
     const a = feed.articles[i]!
     t.equal(a.title, raw.title)

@@ -100,7 +100,7 @@ t.test('the daily quota: near, spent, reset at midnight UTC', async t => {
   t.same(states, ['ok', 'ok', 'ok', 'near', 'spent'], 'near from 80 % (4 of 5)')
   const q = service.quota()
   t.same(q, { state: 'spent', used: 5, limit: 5, remaining: 0, resetsAt: '2024-05-21T00:00:00.000Z' })
-  await t.rejects(service.query({ tickers: ['NEW'] }), { kind: 'daily_limit', message: /used its 5 Alpha Vantage requests for today; new questions can be answered after 2024-05-21T00:00:00\.000Z/ })
+  await t.rejects(service.query({ tickers: ['NEW'] }), { kind: 'daily_limit', message: /used its 5 Alpha Vantage requests for today \(daily limit\); new questions can be answered after 2024-05-21T00:00:00\.000Z/ })
   t.equal(client.calls.length, 5)
   t.equal((await service.query({ tickers: ['T0'] })).cached, true, 'a cached question still answers')
 
@@ -123,13 +123,26 @@ t.test('small limits still warn before they are spent', async t => {
   t.equal(service.quota().state, 'ok', 'limit 1: nothing to warn about before the one call')
 })
 
-t.test('an upstream daily-limit answer spends the quota at once', async t => {
-  const { service, client } = harness()
+t.test('an upstream daily-limit answer holds new calls back, then probes again after the interval (not at midnight)', async t => {
+  const { service, client, clock } = harness({ dailyLimitProbeMs: 30 * 60_000 })
+  clock.now = Date.UTC(2024, 4, 20, 12, 0, 0)
   client.answers = [new AlphaVantageError('daily_limit', 'daily limit')]
-  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'daily_limit' })
-  t.equal(service.quota().state, 'spent')
-  await t.rejects(service.query({ tickers: ['MSFT'] }), { message: /used its 25 Alpha Vantage requests/ })
-  t.equal(client.calls.length, 1)
+  await t.rejects(service.query(AAPL), { name: 'AlphaVantageError', kind: 'daily_limit', message: /daily limit for this server's API key is reached; the next try is at 12:30:00 UTC \(2024-05-20T12:30:00\.000Z\)/ })
+  t.equal(service.quota().state, 'spent', 'results say so')
+  t.equal(await service.quotaRemaining(), 0)
+  clock.now += 29 * 60_000
+  await t.rejects(service.query({ tickers: ['MSFT'] }), { kind: 'daily_limit', message: /next try is at 12:30:00 UTC/ })
+  t.equal(client.calls.length, 1, 'no call while held back')
+
+  clock.now += 60_000
+  client.answers = [new AlphaVantageError('daily_limit', 'daily limit')]
+  await t.rejects(service.query({ tickers: ['MSFT'] }), { message: /next try is at 13:00:00 UTC/ }, 'the probe: still spent, held back again')
+  t.equal(client.calls.length, 2)
+
+  clock.now += 30 * 60_000
+  t.equal((await service.query({ tickers: ['MSFT'] })).cached, false, 'the next probe gets an answer: calls resume')
+  t.equal(service.quota().state, 'ok')
+  t.equal(client.calls.length, 3)
 })
 
 t.test('concurrent identical questions share one upstream call', async t => {
@@ -274,4 +287,74 @@ t.test('defaults: the wall clock, an 80 % warning, no logger needed', async t =>
   client.fallback = unavailable()
   await t.rejects(service.query({ tickers: ['MSFT'] }))
   t.equal(service.circuitOpen, true, 'opened without a logger to tell')
+})
+
+t.test('the circuit counts consecutive failures only: fail, succeed, fail leaves it closed at threshold 2 (issue 8.11)', async t => {
+  const { service, client } = harness({ retries: 0, circuitThreshold: 2 })
+  client.answers = [unavailable(), feed(), unavailable()]
+  await t.rejects(service.query({ tickers: ['A'] }), { kind: 'unavailable' })
+  await service.query({ tickers: ['B'] })
+  await t.rejects(service.query({ tickers: ['C'] }), { kind: 'unavailable' })
+  t.equal(service.circuitOpen, false, 'a success in between resets the count')
+  client.answers = [unavailable()]
+  await t.rejects(service.query({ tickers: ['D'] }), { kind: 'unavailable' })
+  t.equal(service.circuitOpen, true, 'two in a row open it')
+})
+
+t.test('the subject\'s share: only the caller that starts a call is charged; a refusal is never another caller\'s (issue 8.4)', async t => {
+  const { service, client } = harness({ dailyLimit: 10, subjectShare: 0.2 })
+  t.equal(service.subjectLimit, 2)
+  const alice = { auth: { subject: 'alice' } }
+  const bob = { auth: { subject: 'bob' } }
+  await service.query({ tickers: ['A1'] }, alice)
+  await service.query({ tickers: ['A2'] }, alice)
+  await t.rejects(service.query({ tickers: ['A3'] }, alice), { kind: 'daily_limit', subjectShare: true, message: /used your share/ })
+  t.equal(await service.quotaRemaining('alice'), 0)
+
+  // Bob starts a call; alice joins it while it runs: free for her.
+  let release!: (f: NewsFeed) => void
+  client.answers = [new Promise<NewsFeed>(resolve => { release = resolve })]
+  const bobs = service.query({ tickers: ['B1'] }, bob)
+  const alices = service.query({ tickers: ['B1'] }, alice)
+  await new Promise(resolve => setImmediate(resolve))
+  release(feed(5))
+  t.equal((await alices).feed.bytes, 5, 'alice joined bob\'s call')
+  await bobs
+  t.equal(await service.quotaRemaining('bob'), 1)
+
+  // Alice starts a call she has no share for; bob joins it: he gets an answer, not her refusal.
+  const refused = service.query({ tickers: ['C1'] }, alice)
+  const joined = service.query({ tickers: ['C1'] }, bob)
+  await t.rejects(refused, { subjectShare: true })
+  t.equal((await joined).cached, false, 'bob asked in his own name')
+  t.equal(await service.quotaRemaining('bob'), 0)
+  t.equal(await service.quotaRemaining(), 10 - 4)
+  t.equal(client.calls.length, 4)
+})
+
+t.test('the pace: calls beyond the per-minute rate queue for the next minute, or are refused with its time (issue 13.6)', async t => {
+  const slept: number[] = []
+  const h = harness({ callsPerMinute: 2, paceMaxWaitMs: 65_000, sleep: async ms => { slept.push(ms); h.clock.now += ms } })
+  h.clock.now = Date.UTC(2024, 4, 20, 12, 0, 10)
+  await h.service.query({ tickers: ['A'] })
+  await h.service.query({ tickers: ['B'] })
+  t.same(slept, [], 'two calls in the minute: no wait')
+  const third = await h.service.query({ tickers: ['C'] })
+  t.equal(third.cached, false)
+  t.equal(slept.length, 1, 'the third queued')
+  t.ok(slept[0]! >= 50_000 && slept[0]! < 50_250, `until the next minute (${slept[0]} ms)`)
+  t.equal(h.client.calls.length, 3)
+
+  const impatient = harness({ callsPerMinute: 1, paceMaxWaitMs: 10_000, sleep: async () => { throw new Error('must not wait') } })
+  impatient.clock.now = Date.UTC(2024, 4, 20, 12, 0, 10)
+  await impatient.service.query({ tickers: ['A'] })
+  await t.rejects(impatient.service.query({ tickers: ['B'] }), { kind: 'rate_limited', message: /rate limit \(1 requests a minute for this server\) is reached; the next try is at 12:01:00 UTC/ })
+  t.equal(impatient.client.calls.length, 1)
+})
+
+t.test('an upstream rate-limit answer names the next minute', async t => {
+  const { service, client, clock } = harness()
+  clock.now = Date.UTC(2024, 4, 20, 12, 0, 10)
+  client.answers = [new AlphaVantageError('rate_limited', 'slow down')]
+  await t.rejects(service.query(AAPL), { kind: 'rate_limited', message: /rate limit for this server's API key is reached; the next try is at 12:01:00 UTC/ })
 })
