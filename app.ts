@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
-import config, { type ConfigPluginOptions } from './plugins/config.js'
+import config, { logLevelFrom, type ConfigPluginOptions } from './plugins/config.js'
 import cors from './plugins/cors.js'
 import gracefulClose from './plugins/graceful-close.js'
 import devIssuer from './plugins/dev-issuer.js'
@@ -11,6 +11,12 @@ import rateLimit from './plugins/rate-limit.js'
 import mcp from './plugins/mcp.js'
 import redis from './plugins/redis.js'
 import healthRoutes from './routes/health.js'
+import docsRoutes from './routes/docs.js'
+import metrics from './plugins/metrics.js'
+import tracing from './plugins/tracing.js'
+import overload from './plugins/overload.js'
+import { RequestLogController, requestSerializer } from './lib/observability/request-log.js'
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node'
 import newsSentimentTool from './tools/news-sentiment.js'
 import marketNewsTool from './tools/market-news.js'
 
@@ -18,11 +24,20 @@ import marketNewsTool from './tools/market-news.js'
 const projectRoot = new URL('.', import.meta.url).href.replace(/\/dist\/$/, '/')
 const pkg = JSON.parse(readFileSync(new URL('package.json', projectRoot), 'utf8')) as { name: string, version: string }
 
-export type AppOptions = ConfigPluginOptions
+export type AppOptions = ConfigPluginOptions & {
+  /** Where spans go instead of the OTLP exporter (tests pass an in-memory one); tracing still needs OTEL_EXPORTER_OTLP_ENDPOINT. */
+  spanExporter?: SpanExporter
+}
+
+const serverInfo = { name: pkg.name, version: pkg.version, title: 'Finance news sentiment' }
 
 /** Server options for `fastify start --options`: secrets never reach a log line. */
 export const options: FastifyServerOptions = {
   logger: {
+    // LOG_LEVEL or FASTIFY_LOG_LEVEL (default info): these options override fastify-cli's -l.
+    level: logLevelFrom(process.env),
+    // URLs without their query string: a token sent as ?access_token= never reaches a log line.
+    serializers: { req: requestSerializer },
     redact: {
       paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'apiKey', 'token'],
       censor: '[redacted]'
@@ -31,6 +46,8 @@ export const options: FastifyServerOptions = {
   routerOptions: { ignoreTrailingSlash: true },
   // Ids for log correlation; a client-sent id would let callers forge log lines.
   requestIdHeader: false,
+  // One line per request, at completion; probes at debug.
+  logController: new RequestLogController(),
   return503OnClosing: true
 }
 
@@ -43,7 +60,20 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   await fastify.register(config, { env: opts.env })
   const { config: cfg } = fastify
 
+  // First, so that every route and hook registered after it is traced.
+  if (cfg.tracing !== undefined) {
+    await fastify.register(tracing, { serviceName: cfg.tracing.serviceName, endpoint: cfg.tracing.endpoint, exporter: opts.spanExporter })
+  }
+  if (cfg.metrics !== undefined) await fastify.register(metrics, cfg.metrics)
+
   await fastify.register(gracefulClose)
+  await fastify.register(overload, {
+    maxEventLoopDelayMs: cfg.overload.maxEventLoopDelayMs,
+    maxEventLoopUtilization: cfg.overload.maxEventLoopUtilization,
+    maxHeapUsedBytes: cfg.overload.maxHeapUsedBytes,
+    maxRssBytes: cfg.overload.maxRssBytes,
+    retryAfterSec: cfg.overload.retryAfterSec
+  })
 
   // Shared state for several replicas; without REDIS_URL everything stays in memory.
   if (cfg.redis !== undefined) await fastify.register(redis, cfg.redis)
@@ -82,7 +112,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     authorizationServers,
     scopesSupported: cfg.resource.scopesSupported,
     resourceName: cfg.resource.resourceName,
-    resourceDocumentation: cfg.resource.resourceDocumentation,
+    // The page at /docs (routes/docs.ts) unless the operator points elsewhere.
+    resourceDocumentation: cfg.resource.resourceDocumentation ?? `${new URL(cfg.resource.resource).origin}/docs`,
     extra: cfg.resource.extra,
     paths: [new URL(cfg.resource.metadataUrl).pathname, '/.well-known/oauth-protected-resource/mcp']
   })
@@ -108,7 +139,7 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
 
   await fastify.register(mcp, {
     path: '/mcp',
-    serverInfo: { name: pkg.name, version: pkg.version, title: 'Finance news sentiment' },
+    serverInfo,
     instructions: 'Financial news with sentiment scores from Alpha Vantage, shared by all users on one daily quota: ' +
       'get_news_sentiment for a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), get_market_news for topics. Repeated questions are answered from a cache.',
     allowedOrigins: cfg.mcp.allowedOrigins,
@@ -120,6 +151,7 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   })
 
   await fastify.register(healthRoutes)
+  await fastify.register(docsRoutes, { serverInfo, metadataUrl: cfg.resource.metadataUrl })
   await fastify.register(newsSentimentTool)
   await fastify.register(marketNewsTool)
 }

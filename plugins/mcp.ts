@@ -9,6 +9,7 @@ import {
 import { slashVariants } from '../lib/http/route-paths.js'
 import { isLoopbackOrigin } from '../lib/http/loopback-origin.js'
 import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp/session-store.js'
+import { mcpRequestChannel, mcpRequestMessage, sessionChannel, streamChannel } from '../lib/observability/channels.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
@@ -54,8 +55,12 @@ declare module 'fastify' {
     /** Registers an MCP tool, shared by every session. Call it from any plugin registered after `mcp`. */
     mcpTool: <I extends ObjectSchema, O extends ObjectSchema = ObjectSchema>(definition: ToolDefinition<I, O>, handler: ToolHandler<I, O>) => void
     mcpSessions: SessionStore
+    /** The registered tools as tools/list describes them (read-only: for documentation pages and the like). */
+    mcpToolList: () => ReadonlyArray<ToolListEntry>
   }
 }
+
+type ToolListEntry = ReturnType<ToolRegistry['list']>['tools'][number]
 
 const ANONYMOUS = 'anonymous'
 const NEVER_ABORTED = new AbortController().signal
@@ -142,6 +147,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     maxSessionsPerSubject: opts.maxSessionsPerSubject,
     onEnd (session, reason) {
       session.stream?.end()
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'closed', reason })
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
   })
@@ -199,7 +205,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     res.writeHead(200, { ...headers, ...SSE_HEADERS } as OutgoingHttpHeaders)
     res.flushHeaders()
     openStreams.add(res)
-    res.once('close', () => openStreams.delete(res))
+    if (streamChannel.hasSubscribers) streamChannel.publish({ event: 'opened' })
+    res.once('close', () => { openStreams.delete(res); if (streamChannel.hasSubscribers) streamChannel.publish({ event: 'closed' }) })
     return res
   }
 
@@ -232,7 +239,9 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       notify: undefined
     }
     if (msg.method !== 'tools/call') {
-      await sendResponse(reply, await protocol.handle(msg, scope))
+      const response = await protocol.handle(msg, scope)
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response))
+      await sendResponse(reply, response)
       return
     }
 
@@ -261,6 +270,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     try {
       const response = await protocol.handle(msg, callScope)
       answered = true
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response))
       if (stream === undefined) {
         await sendResponse(reply, response)
       } else {
@@ -286,6 +296,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     try {
       init = protocol.initialize(msg.params)
     } catch (err) {
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, { error: err as RpcFailure }))
       await reply.send(rpcError(msg.id, (err as RpcFailure).code, (err as RpcFailure).message))
       return
     }
@@ -301,8 +312,10 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         return
       }
       reply.header('mcp-session-id', session.id)
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'opened' })
       request.log.info({ session: session.id.slice(0, 8), subject: session.subject, protocolVersion: init.protocolVersion, client: init.clientInfo?.name }, 'MCP session opened')
     }
+    if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, undefined))
     await reply.send({ jsonrpc: '2.0', id: msg.id, result: init.result })
   }
 
@@ -371,6 +384,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         return await answer(request, reply, body as JsonRpcRequest, session, protocolVersion)
       case 'notification':
         notificationFrom(body as JsonRpcNotification, session)
+        if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, body as JsonRpcNotification, undefined))
         await reply.code(202).send()
         return
       default:
@@ -428,6 +442,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   fastify.addHook('onClose', async () => { sessions.close() })
 
   fastify.decorate('mcpSessions', sessions)
+  fastify.decorate('mcpToolList', () => registry.list().tools)
   fastify.decorate('mcpTool', function mcpTool (definition, handler) {
     registry.register(definition, handler)
   } as FastifyInstance['mcpTool'])

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { AlphaVantageError, type AlphaVantageClient, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
 import type { ResponseCache } from './cache.js'
+import { cacheChannel, circuitChannel, quotaChannel, upstreamCallChannel } from '../observability/channels.js'
 
 export type QuotaState = 'ok' | 'near' | 'spent'
 
@@ -118,8 +119,10 @@ export class NewsService {
     const now = this.#opts.now()
     const entry = await this.#opts.cache.get(key)
     if (entry !== undefined && now - entry.storedAt < this.#opts.ttlMs) {
+      if (cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'hit' })
       return this.#answer(entry.value, entry.storedAt, true, undefined)
     }
+    if (cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'miss' })
 
     // Refuse to call upstream when it cannot help: quota spent, or the circuit open.
     const quota = this.quota()
@@ -149,6 +152,7 @@ export class NewsService {
 
   #answer (feed: NewsFeed, storedAt: number, cached: boolean, staleReason: string | undefined): NewsAnswer {
     if (this.#fetchedAt.storedAt !== storedAt) this.#fetchedAt = { storedAt, iso: new Date(storedAt).toISOString() }
+    if (staleReason !== undefined && cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'stale' })
     return {
       feed,
       fetchedAt: this.#fetchedAt.iso,
@@ -186,11 +190,19 @@ export class NewsService {
   async #fetchWithRetry (query: NewsQuery, attempt = 0): Promise<NewsFeed> {
     this.#rollDay()
     this.#used++
+    if (quotaChannel.hasSubscribers) quotaChannel.publish({ used: this.#used, remaining: Math.max(0, this.#opts.dailyLimit - this.#used), limit: this.#opts.dailyLimit })
+    const startedAt = performance.now()
     try {
       const feed = await this.#opts.client.newsSentiment(query)
+      if (upstreamCallChannel.hasSubscribers) upstreamCallChannel.publish({ outcome: 'ok', durationMs: performance.now() - startedAt })
       this.#failures = 0
+      if (this.#openUntil !== 0) {
+        this.#openUntil = 0
+        if (circuitChannel.hasSubscribers) circuitChannel.publish({ state: 'closed' })
+      }
       return feed
     } catch (err) {
+      if (upstreamCallChannel.hasSubscribers) upstreamCallChannel.publish({ outcome: err instanceof AlphaVantageError ? err.kind : 'bug', durationMs: performance.now() - startedAt })
       // Anything else is a bug, not an upstream answer: neither retried nor counted.
       if (!(err instanceof AlphaVantageError)) throw err
       if (err.kind === 'daily_limit') {
@@ -213,6 +225,7 @@ export class NewsService {
     if (this.#failures >= this.#opts.circuitThreshold) {
       this.#openUntil = this.#opts.now() + this.#opts.circuitCooldownMs
       this.#failures = 0
+      if (circuitChannel.hasSubscribers) circuitChannel.publish({ state: 'open' })
       this.#opts.log?.warn({ cooldownMs: this.#opts.circuitCooldownMs, reason: err.message }, 'Alpha Vantage circuit opened')
     }
   }
