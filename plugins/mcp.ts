@@ -240,7 +240,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     }
     if (msg.method !== 'tools/call') {
       const response = await protocol.handle(msg, scope)
-      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response))
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response, registry))
       await sendResponse(reply, response)
       return
     }
@@ -270,7 +270,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     try {
       const response = await protocol.handle(msg, callScope)
       answered = true
-      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response))
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response, registry))
       if (stream === undefined) {
         await sendResponse(reply, response)
       } else {
@@ -362,7 +362,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     if (kind === 'invalid') {
       const id = (body as { id?: unknown } | null)?.id
       refuse(reply, 400, RpcError.InvalidRequest, 'Invalid Request: the body must be a JSON-RPC 2.0 request, notification or response')
-      if (typeof id === 'string' || typeof id === 'number') request.log.debug({ id }, 'invalid JSON-RPC message')
+      // Not the id itself: a client-chosen value may be anything, a token included.
+      if (typeof id === 'string' || typeof id === 'number') request.log.debug({ idType: typeof id }, 'invalid JSON-RPC message')
       return
     }
     if (kind === 'request' && (body as JsonRpcRequest).method === 'initialize') {

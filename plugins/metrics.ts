@@ -11,8 +11,6 @@ export interface MetricsPluginOptions {
   host?: string
   /** Serve `GET /metrics` on the app's own port, to holders of this bearer token only. */
   token?: string
-  /** Label values a client controls are mapped to this known set; anything else counts as `other`. */
-  mcpMethods?: string[]
   /** Process metrics (CPU, memory, event loop lag, GC) besides the server's own (default true). */
   defaultMetrics?: boolean
 }
@@ -22,12 +20,6 @@ declare module 'fastify' {
     metricsRegistry: Registry
   }
 }
-
-const MCP_METHODS = [
-  'initialize', 'ping', 'tools/list', 'tools/call', 'prompts/list', 'prompts/get', 'resources/list',
-  'resources/read', 'resources/templates/list', 'completion/complete', 'logging/setLevel',
-  'notifications/initialized', 'notifications/cancelled', 'notifications/progress', 'notifications/roots/list_changed'
-]
 
 /** Seconds; MCP answers from cache take a few ms, upstream calls up to the timeout. */
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -52,7 +44,6 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
   if (opts.token !== undefined && opts.token.length < 16) throw new Error('metrics: "token" must be at least 16 characters')
   const register = new Registry()
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register })
-  const knownMethods = new Set(opts.mcpMethods ?? MCP_METHODS)
 
   const httpDuration = new Histogram({
     name: 'http_request_duration_seconds',
@@ -86,7 +77,7 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     channel.subscribe(listener)
     subscriptions.push([channel as unknown as channels.TypedChannel<never>, listener as (message: never) => void])
   }
-  on(channels.mcpRequestChannel, m => { mcpRequests.inc({ method: knownMethods.has(m.method) ? m.method : 'other', outcome: m.outcome }) })
+  on(channels.mcpRequestChannel, m => { mcpRequests.inc({ method: m.method, outcome: m.outcome }) })
   on(channels.toolCallChannel, m => {
     toolCalls.inc({ tool: m.tool, outcome: m.outcome })
     toolDuration.observe({ tool: m.tool }, m.durationMs / 1000)
@@ -166,7 +157,7 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
       return await register.metrics()
     }
     // Probes and scrapes are not logged at info (the request log's quiet routes).
-    fastify.get('/metrics', { logLevel: 'warn' }, metricsRoute)
+    fastify.get('/metrics', metricsRoute)
   }
 
   fastify.decorate('metricsRegistry', register)

@@ -2,10 +2,10 @@ import type { FastifyInstance } from 'fastify'
 
 /** Liveness and readiness for orchestrators: public, cheap, no upstream calls. */
 export default async function healthRoutes (fastify: FastifyInstance): Promise<void> {
-  fastify.get('/health', { logLevel: 'warn' }, async () => ({ status: 'ok' }))
+  fastify.get('/health', async () => ({ status: 'ok' }))
 
   // Ready when the signing keys are at hand: without them every MCP request would get 503.
-  fastify.get('/ready', { logLevel: 'warn' }, async (_request, reply) => {
+  fastify.get('/ready', async (_request, reply) => {
     const jwks = fastify.jwksCache
     const keys = jwks === null || jwks.ready
     const checks: Record<string, string> = { config: 'ok', signingKeys: keys ? 'ok' : 'unavailable' }

@@ -47,9 +47,9 @@ export interface JwksFetchMessage {
 export type McpOutcome = 'ok' | 'tool_error' | 'error'
 
 export interface McpRequestMessage {
-  /** The JSON-RPC method as the client sent it: map it to a known set before using it as a label. */
+  /** The JSON-RPC method if it is an MCP method, else `unknown` (a client-chosen string could be anything, a token included). */
   method: string
-  /** The tool name of a tools/call. */
+  /** The tool name of a tools/call, if the tool is registered (else `unknown`). */
   tool: string | undefined
   outcome: McpOutcome
   /** The JSON-RPC error code of an `error` outcome. */
@@ -127,18 +127,27 @@ export const rateLimitedChannel = typed<RateLimitedMessage>('http.rate-limited')
 export const redisChannel = typed<RedisMessage>('redis.command')
 export const overloadChannel = typed<OverloadMessage>('http.overloaded')
 
+/** The methods of MCP (2025-06-18 and 2025-11-25) a client sends: the bounded set of method values observers see. */
+export const MCP_METHODS: ReadonlySet<string> = new Set([
+  'initialize', 'ping', 'tools/list', 'tools/call', 'prompts/list', 'prompts/get', 'resources/list',
+  'resources/read', 'resources/templates/list', 'resources/subscribe', 'resources/unsubscribe', 'completion/complete',
+  'logging/setLevel', 'tasks/get', 'tasks/list', 'tasks/result', 'tasks/cancel',
+  'notifications/initialized', 'notifications/cancelled', 'notifications/progress', 'notifications/roots/list_changed'
+])
+
 /** Builds the MCP request message from a JSON-RPC request and its answer (publishers check `hasSubscribers` first). */
 export function mcpRequestMessage (
   request: object,
   msg: { method: string, params?: Record<string, unknown> },
-  response: { result?: unknown, error?: { code: number } } | undefined
+  response: { result?: unknown, error?: { code: number } } | undefined,
+  tools?: { get: (name: string) => unknown }
 ): McpRequestMessage {
   const name = msg.method === 'tools/call' ? msg.params?.name : undefined
   const error = response?.error
   const isError = (response?.result as { isError?: unknown } | undefined)?.isError === true
   return {
-    method: msg.method,
-    tool: typeof name === 'string' ? name : undefined,
+    method: MCP_METHODS.has(msg.method) ? msg.method : 'unknown',
+    tool: typeof name !== 'string' ? undefined : tools?.get(name) !== undefined ? name : 'unknown',
     outcome: error !== undefined ? 'error' : isError ? 'tool_error' : 'ok',
     errorCode: error?.code,
     request

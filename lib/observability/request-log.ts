@@ -1,5 +1,5 @@
 import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
-import { mcpRequestChannel, type McpRequestMessage } from './channels.js'
+import { MCP_METHODS, mcpRequestChannel, type McpRequestMessage } from './channels.js'
 
 /** A URL without its query string: a token pasted into a query (`?access_token=…`) must never reach a log line. */
 export function pathOf (url: string): string {
@@ -74,7 +74,7 @@ export class RequestLogController extends LogController {
     const body = request.body as { method?: unknown } | undefined
     const session = request.headers['mcp-session-id'] ?? reply.getHeader('mcp-session-id')
     return {
-      method: answer?.method ?? (typeof body?.method === 'string' ? body.method : undefined),
+      method: answer?.method ?? (typeof body?.method === 'string' ? (MCP_METHODS.has(body.method) ? body.method : 'unknown') : undefined),
       tool: answer?.tool,
       session: typeof session === 'string' ? session.slice(0, 8) : undefined,
       subject: request.auth?.subject,

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Test } from 'tap'
-import app, { options } from '../../app.js'
+import app, { options, type AppOptions } from '../../app.js'
 import { LocalIssuer } from './issuer.js'
 import { FakeAlphaVantage } from './fake-alpha-vantage.js'
 
@@ -25,6 +25,8 @@ export interface BuildAppOptions {
    * that tests reach its decorators (`app.jwksCache`, `app.devIssuer` …).
    */
   skipOverride?: boolean
+  /** Passed to the root plugin (an in-memory span exporter for the tracing tests). */
+  appOptions?: Omit<AppOptions, 'env'>
 }
 
 /**
@@ -46,6 +48,7 @@ export async function buildApp (t: Test, env: Record<string, string> = {}, opts:
     }
   })
   await fastify.register(opts.skipOverride === true ? fp(app) : app, {
+    ...opts.appOptions,
     env: {
       ...issuer.scalekitEnv(RESOURCE),
       ALPHA_VANTAGE_API_KEY: API_KEY,
