@@ -31,6 +31,8 @@ export interface OverloadOptions {
 async function overloadPlugin (fastify: FastifyInstance, opts: OverloadOptions): Promise<void> {
   const retryAfter = opts.retryAfterSec ?? 10
   const exempt = new Set(opts.exemptRoutes ?? ['/health', '/metrics'])
+  // One warning per Retry-After period: a line per refusal would add to the overload.
+  let warnedAt = 0
   await fastify.register(underPressure, {
     maxEventLoopDelay: opts.maxEventLoopDelayMs ?? 1000,
     maxEventLoopUtilization: opts.maxEventLoopUtilization ?? 0,
@@ -42,7 +44,10 @@ async function overloadPlugin (fastify: FastifyInstance, opts: OverloadOptions):
     pressureHandler: function refuse (request: FastifyRequest, reply: FastifyReply, type: string) {
       if (request.routeOptions.url !== undefined && exempt.has(request.routeOptions.url)) return undefined
       if (overloadChannel.hasSubscribers) overloadChannel.publish({ reason: type })
-      request.log.warn({ overload: type }, 'request refused: server overloaded')
+      if (Date.now() - warnedAt >= retryAfter * 1000) {
+        warnedAt = Date.now()
+        request.log.warn({ overload: type }, 'requests refused with 503: server overloaded')
+      }
       reply.code(503).header('retry-after', String(retryAfter))
       // The MCP shape (a JSON-RPC error) for MCP clients; every client reads the status and Retry-After.
       return { jsonrpc: '2.0', id: null, error: { code: -32000, message: `Service Unavailable: the server is overloaded (${type}); retry in ${retryAfter} s` } }
