@@ -8,16 +8,17 @@ const sleep = async (ms: number): Promise<void> => await new Promise(resolve => 
 t.test('a blocked event loop: 503 with Retry-After at once, liveness still answers, recovery after', async t => {
   const app = Fastify()
   t.teardown(async () => { await app.close() })
-  await app.register(overload, { maxEventLoopDelayMs: 50, retryAfterSec: 7, sampleIntervalMs: 20 })
+  await app.register(overload, { maxEventLoopDelayMs: 150, retryAfterSec: 7, sampleIntervalMs: 200 })
   app.get('/work', async () => ({ ok: true }))
   app.get('/health', async () => ({ status: 'ok' }))
   await app.ready()
   t.equal((await app.inject({ url: '/work' })).statusCode, 200, 'served while healthy')
 
   // Block the loop (a CPU-bound burst), then let one sample see it.
-  const until = Date.now() + 300
+  // The overdue sampling timer fires right after the burst; the next one is 200 ms later.
+  const until = Date.now() + 600
   while (Date.now() < until) { /* busy */ }
-  await sleep(25)
+  await sleep(5)
   const refused = await app.inject({ url: '/work' })
   t.equal(refused.statusCode, 503)
   t.equal(refused.headers['retry-after'], '7')
@@ -26,7 +27,7 @@ t.test('a blocked event loop: 503 with Retry-After at once, liveness still answe
   t.equal((await app.inject({ url: '/health' })).statusCode, 200, 'liveness is exempt: a busy process is not a dead one')
 
   // A calm loop: the next samples clear the flag.
-  await sleep(120)
+  await sleep(450)
   t.equal((await app.inject({ url: '/work' })).statusCode, 200, 'served again once the loop is calm')
 })
 
