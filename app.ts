@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { FastifyHttpOptions, FastifyInstance } from 'fastify'
-import config, { serverTimeouts, type ConfigPluginOptions, type AppConfig } from './plugins/config.js'
+import config, { logLevelFrom, serverTimeouts, type ConfigPluginOptions, type AppConfig } from './plugins/config.js'
 import cors from './plugins/cors.js'
 import gracefulClose from './plugins/graceful-close.js'
 import devIssuer from './plugins/dev-issuer.js'
@@ -12,6 +12,12 @@ import rateLimit from './plugins/rate-limit.js'
 import mcp from './plugins/mcp.js'
 import redis from './plugins/redis.js'
 import healthRoutes from './routes/health.js'
+import docsRoutes from './routes/docs.js'
+import metrics from './plugins/metrics.js'
+import tracing from './plugins/tracing.js'
+import overload from './plugins/overload.js'
+import { RequestLogController, requestSerializer } from './lib/observability/request-log.js'
+import type { SpanExporter } from '@opentelemetry/sdk-trace-node'
 import newsSentimentTool from './tools/news-sentiment.js'
 import marketNewsTool from './tools/market-news.js'
 
@@ -19,7 +25,12 @@ import marketNewsTool from './tools/market-news.js'
 const projectRoot = new URL('.', import.meta.url).href.replace(/\/dist\/$/, '/')
 const pkg = JSON.parse(readFileSync(new URL('package.json', projectRoot), 'utf8')) as { name: string, version: string }
 
-export type AppOptions = ConfigPluginOptions
+export type AppOptions = ConfigPluginOptions & {
+  /** Where spans go instead of the OTLP exporter (tests pass an in-memory one); tracing still needs OTEL_EXPORTER_OTLP_ENDPOINT. */
+  spanExporter?: SpanExporter
+}
+
+const serverInfo = { name: pkg.name, version: pkg.version, title: 'Finance news sentiment' }
 
 /**
  * A bounded time for a client to send its request: Fastify's default is no
@@ -47,6 +58,10 @@ export function timeoutOptions (timeouts: AppConfig['http']): FastifyHttpOptions
  */
 export const options: FastifyHttpOptions<Server> = {
   logger: {
+    // LOG_LEVEL or FASTIFY_LOG_LEVEL (default info): these options override fastify-cli's -l.
+    level: logLevelFrom(process.env),
+    // URLs without their query string: a token sent as ?access_token= never reaches a log line.
+    serializers: { req: requestSerializer },
     redact: {
       paths: ['req.headers.authorization', 'headers.authorization', 'authorization', 'apiKey', 'token'],
       censor: '[redacted]'
@@ -55,6 +70,8 @@ export const options: FastifyHttpOptions<Server> = {
   routerOptions: { ignoreTrailingSlash: true },
   // Ids for log correlation; a client-sent id would let callers forge log lines.
   requestIdHeader: false,
+  // One line per request, at completion; probes at debug.
+  logController: new RequestLogController(),
   return503OnClosing: true,
   ...timeoutOptions(serverTimeouts(process.env))
 }
@@ -68,7 +85,20 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   await fastify.register(config, { env: opts.env })
   const { config: cfg } = fastify
 
+  // First, so that every route and hook registered after it is traced.
+  if (cfg.tracing !== undefined) {
+    await fastify.register(tracing, { serviceName: cfg.tracing.serviceName, endpoint: cfg.tracing.endpoint, exporter: opts.spanExporter })
+  }
+  if (cfg.metrics !== undefined) await fastify.register(metrics, cfg.metrics)
+
   await fastify.register(gracefulClose)
+  await fastify.register(overload, {
+    maxEventLoopDelayMs: cfg.overload.maxEventLoopDelayMs,
+    maxEventLoopUtilization: cfg.overload.maxEventLoopUtilization,
+    maxHeapUsedBytes: cfg.overload.maxHeapUsedBytes,
+    maxRssBytes: cfg.overload.maxRssBytes,
+    retryAfterSec: cfg.overload.retryAfterSec
+  })
 
   // Shared state for several replicas; without REDIS_URL everything stays in memory.
   if (cfg.redis !== undefined) await fastify.register(redis, cfg.redis)
@@ -107,7 +137,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     authorizationServers,
     scopesSupported: cfg.resource.scopesSupported,
     resourceName: cfg.resource.resourceName,
-    resourceDocumentation: cfg.resource.resourceDocumentation,
+    // The page at /docs (routes/docs.ts) unless the operator points elsewhere.
+    resourceDocumentation: cfg.resource.resourceDocumentation ?? `${new URL(cfg.resource.resource).origin}/docs`,
     extra: cfg.resource.extra,
     paths: [new URL(cfg.resource.metadataUrl).pathname, '/.well-known/oauth-protected-resource/mcp']
   })
@@ -139,7 +170,7 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
 
   await fastify.register(mcp, {
     path: '/mcp',
-    serverInfo: { name: pkg.name, version: pkg.version, title: 'Finance news sentiment' },
+    serverInfo,
     instructions: 'Financial news with sentiment scores from Alpha Vantage, shared by all users on one daily quota: ' +
       'get_news_sentiment for a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), get_market_news for topics. Repeated questions are answered from a cache.',
     allowedOrigins: cfg.mcp.allowedOrigins,
@@ -154,6 +185,7 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   })
 
   await fastify.register(healthRoutes)
+  await fastify.register(docsRoutes, { serverInfo, metadataUrl: cfg.resource.metadataUrl })
   await fastify.register(newsSentimentTool)
   await fastify.register(marketNewsTool)
 }

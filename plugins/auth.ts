@@ -4,6 +4,7 @@ import type { JSONWebKeySet } from 'jose'
 import type { Dispatcher } from 'undici'
 import { JwksCache, localKeyLookup } from '../lib/auth/jwks-cache.js'
 import { AccessTokenVerifier, AuthFailure, type AuthContext, type AuthFailureKind } from '../lib/auth/access-token-verifier.js'
+import { authDecisionChannel } from '../lib/observability/channels.js'
 
 export type { AuthContext } from '../lib/auth/access-token-verifier.js'
 
@@ -136,6 +137,7 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
   function deny (request: FastifyRequest, reply: FastifyReply, failure: AuthFailure): FastifyReply {
     const status = STATUS[failure.kind]
     request.log.info({ auth: { outcome: 'denied', reason: failure.kind, detail: failure.message } }, 'auth decision')
+    if (authDecisionChannel.hasSubscribers) authDecisionChannel.publish({ outcome: 'denied', reason: failure.kind })
     if (failure.kind === 'unavailable') {
       // Not the client's fault, and not a verdict on its token: RFC 9110 §15.6.4 with Retry-After.
       /* c8 ignore next -- the verifier's 'unavailable' failures all carry the JWKS cache's delay; 30 s only guards other callers */
@@ -158,6 +160,7 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
     if (header === undefined || header === '') {
       // RFC 6750 §3.1: a request without credentials gets a challenge without an error code.
       request.log.info({ auth: { outcome: 'denied', reason: 'no_credentials' } }, 'auth decision')
+      if (authDecisionChannel.hasSubscribers) authDecisionChannel.publish({ outcome: 'denied', reason: 'no_credentials' })
       return reply.code(401).header('www-authenticate', noCredentialsChallenge)
         .send({ error: 'invalid_request', error_description: 'this resource needs a bearer access token (Authorization: Bearer <token>)' })
     }
@@ -169,6 +172,7 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
     // RFC 6750 §2.1: `Bearer` (any case), one or more spaces, the token.
     if (header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') {
       request.log.info({ auth: { outcome: 'denied', reason: 'not_bearer' } }, 'auth decision')
+      if (authDecisionChannel.hasSubscribers) authDecisionChannel.publish({ outcome: 'denied', reason: 'not_bearer' })
       return reply.code(401).header('www-authenticate', noCredentialsChallenge)
         .send({ error: 'invalid_request', error_description: 'only the Bearer authentication scheme is accepted' })
     }
@@ -180,6 +184,7 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
       return deny(request, reply, err)
     }
     request.log.debug({ auth: { outcome: 'allowed', subject: request.auth.subject, client: request.auth.clientId } }, 'auth decision')
+    if (authDecisionChannel.hasSubscribers) authDecisionChannel.publish({ outcome: 'allowed', reason: 'valid' })
   }
 
   fastify.decorateRequest('auth', null)

@@ -92,7 +92,18 @@ const schema = {
     REDIS_URL: { type: 'string' },
     REDIS_KEY_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.:{}-]{1,64}$', default: 'fnmcp:' },
     REDIS_CONNECT_TIMEOUT_MS: { type: 'integer', minimum: 100, maximum: 60000, default: 5000 },
-    REDIS_COMMAND_TIMEOUT_MS: { type: 'integer', minimum: 10, maximum: 60000, default: 2000 }
+    REDIS_COMMAND_TIMEOUT_MS: { type: 'integer', minimum: 10, maximum: 60000, default: 2000 },
+
+    METRICS_PORT: { type: 'integer', minimum: 1, maximum: 65535 },
+    METRICS_HOST: { type: 'string', default: '0.0.0.0' },
+    METRICS_TOKEN: { type: 'string', minLength: 16 },
+    OTEL_EXPORTER_OTLP_ENDPOINT: { type: 'string' },
+    OTEL_SERVICE_NAME: { type: 'string', default: 'finance-news-mcp' },
+    OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, maximum: 60000, default: 1000 },
+    OVERLOAD_MAX_EVENT_LOOP_UTILIZATION: { type: 'number', minimum: 0, maximum: 1, default: 0 },
+    OVERLOAD_MAX_HEAP_USED_BYTES: { type: 'integer', minimum: 0, default: 0 },
+    OVERLOAD_MAX_RSS_BYTES: { type: 'integer', minimum: 0, default: 0 },
+    OVERLOAD_RETRY_AFTER_SEC: { type: 'integer', minimum: 1, maximum: 3600, default: 10 }
   }
 } as const
 
@@ -154,6 +165,16 @@ interface RawEnv {
   REDIS_KEY_PREFIX: string
   REDIS_CONNECT_TIMEOUT_MS: number
   REDIS_COMMAND_TIMEOUT_MS: number
+  METRICS_PORT?: number
+  METRICS_HOST: string
+  METRICS_TOKEN?: string
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string
+  OTEL_SERVICE_NAME: string
+  OVERLOAD_MAX_EVENT_LOOP_DELAY_MS: number
+  OVERLOAD_MAX_EVENT_LOOP_UTILIZATION: number
+  OVERLOAD_MAX_HEAP_USED_BYTES: number
+  OVERLOAD_MAX_RSS_BYTES: number
+  OVERLOAD_RETRY_AFTER_SEC: number
 }
 
 export interface AppConfig {
@@ -238,6 +259,27 @@ export interface AppConfig {
     keyPrefix: string
     connectTimeoutMs: number
     commandTimeoutMs: number
+  }
+  /** Prometheus metrics: absent unless METRICS_PORT or METRICS_TOKEN says where they may be read. */
+  metrics?: {
+    /** A listener of its own (METRICS_HOST:METRICS_PORT), not exposed with the service. */
+    port?: number
+    host: string
+    /** `GET /metrics` on the main port with `Authorization: Bearer <token>`. */
+    token?: string
+  }
+  /** OpenTelemetry traces: absent unless OTEL_EXPORTER_OTLP_ENDPOINT is set. */
+  tracing?: {
+    endpoint: string
+    serviceName: string
+  }
+  /** 503 + Retry-After before the process collapses; 0 turns a threshold off. */
+  overload: {
+    maxEventLoopDelayMs: number
+    maxEventLoopUtilization: number
+    maxHeapUsedBytes: number
+    maxRssBytes: number
+    retryAfterSec: number
   }
 }
 
@@ -538,8 +580,39 @@ export function loadConfig (env: Env): AppConfig {
             connectTimeoutMs: raw.REDIS_CONNECT_TIMEOUT_MS,
             commandTimeoutMs: raw.REDIS_COMMAND_TIMEOUT_MS
           }
-        })
+        }),
+    ...(raw.METRICS_PORT !== undefined || raw.METRICS_TOKEN !== undefined
+      ? { metrics: { port: raw.METRICS_PORT, host: raw.METRICS_HOST, token: raw.METRICS_TOKEN } }
+      : {}),
+    ...(raw.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined
+      ? { tracing: { endpoint: absoluteUrl('OTEL_EXPORTER_OTLP_ENDPOINT', raw.OTEL_EXPORTER_OTLP_ENDPOINT).href, serviceName: raw.OTEL_SERVICE_NAME } }
+      : {}),
+    overload: {
+      maxEventLoopDelayMs: raw.OVERLOAD_MAX_EVENT_LOOP_DELAY_MS,
+      maxEventLoopUtilization: raw.OVERLOAD_MAX_EVENT_LOOP_UTILIZATION,
+      maxHeapUsedBytes: raw.OVERLOAD_MAX_HEAP_USED_BYTES,
+      maxRssBytes: raw.OVERLOAD_MAX_RSS_BYTES,
+      retryAfterSec: raw.OVERLOAD_RETRY_AFTER_SEC
+    }
   }
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+/**
+ * The log level, read before the server exists (it is a server option):
+ * LOG_LEVEL, else fastify-cli's FASTIFY_LOG_LEVEL, else info.
+ */
+export function logLevelFrom (env: Env): string {
+  for (const variable of ['LOG_LEVEL', 'FASTIFY_LOG_LEVEL']) {
+    const value = env[variable]?.trim().toLowerCase()
+    if (value === undefined || value === '') continue
+    if (!(LOG_LEVELS as readonly string[]).includes(value)) {
+      throw new ConfigError(variable, `must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(env[variable])})`)
+    }
+    return value
+  }
+  return 'info'
 }
 
 export interface ConfigPluginOptions {

@@ -9,6 +9,7 @@ import {
 import { slashVariants } from '../lib/http/route-paths.js'
 import { isLoopbackOrigin } from '../lib/http/loopback-origin.js'
 import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp/session-store.js'
+import { mcpRequestChannel, mcpRequestMessage, sessionChannel, streamChannel } from '../lib/observability/channels.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
@@ -69,8 +70,12 @@ declare module 'fastify' {
     /** Registers an MCP tool, shared by every session. Call it from any plugin registered after `mcp`. */
     mcpTool: <I extends ObjectSchema, O extends ObjectSchema = ObjectSchema>(definition: ToolDefinition<I, O>, handler: ToolHandler<I, O>) => void
     mcpSessions: SessionStore
+    /** The registered tools as tools/list describes them (read-only: for documentation pages and the like). */
+    mcpToolList: () => ReadonlyArray<ToolListEntry>
   }
 }
+
+type ToolListEntry = ReturnType<ToolRegistry['list']>['tools'][number]
 
 const ANONYMOUS = 'anonymous'
 const INVALID_IN_BATCH = JSON.stringify(rpcError(null, RpcError.InvalidRequest, 'Invalid Request: not a JSON-RPC 2.0 message'))
@@ -205,6 +210,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     maxSessionsPerSubject: opts.maxSessionsPerSubject,
     onEnd (session, reason) {
       session.stream?.end()
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'closed', reason })
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
   })
@@ -262,7 +268,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     res.writeHead(200, { ...headers, ...SSE_HEADERS } as OutgoingHttpHeaders)
     res.flushHeaders()
     openStreams.add(res)
-    res.once('close', () => openStreams.delete(res))
+    if (streamChannel.hasSubscribers) streamChannel.publish({ event: 'opened' })
+    res.once('close', () => { openStreams.delete(res); if (streamChannel.hasSubscribers) streamChannel.publish({ event: 'closed' }) })
     return res
   }
 
@@ -299,7 +306,9 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       notify: undefined
     }
     if (msg.method !== 'tools/call') {
-      await sendResponse(reply, await protocol.handle(msg, scope))
+      const response = await protocol.handle(msg, scope)
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response, registry))
+      await sendResponse(reply, response)
       return
     }
 
@@ -312,6 +321,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     try {
       const response = await protocol.handle(msg, callScope)
       callScope.answered = true
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response, registry))
       if (callScope.stream === undefined) {
         await sendResponse(reply, response)
       } else {
@@ -337,6 +347,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     try {
       init = protocol.initialize(msg.params)
     } catch (err) {
+      if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, { error: err as RpcFailure }))
       await reply.send(rpcError(msg.id, (err as RpcFailure).code, (err as RpcFailure).message))
       return
     }
@@ -352,8 +363,10 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         return
       }
       reply.header('mcp-session-id', session.id)
+      if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'opened' })
       request.log.info({ session: session.id.slice(0, 8), subject: session.subject, protocolVersion: init.protocolVersion, client: init.clientInfo?.name }, 'MCP session opened')
     }
+    if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, undefined))
     await reply.send({ jsonrpc: '2.0', id: msg.id, result: init.result })
   }
 
@@ -446,7 +459,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     if (kind === 'invalid') {
       const id = (body as { id?: unknown } | null)?.id
       refuse(reply, 400, RpcError.InvalidRequest, 'Invalid Request: the body must be a JSON-RPC 2.0 request, notification or response')
-      if (typeof id === 'string' || typeof id === 'number') request.log.debug({ id }, 'invalid JSON-RPC message')
+      // Not the id itself: a client-chosen value may be anything, a token included.
+      if (typeof id === 'string' || typeof id === 'number') request.log.debug({ idType: typeof id }, 'invalid JSON-RPC message')
       return
     }
     if (kind === 'request' && (body as JsonRpcRequest).method === 'initialize') {
@@ -468,6 +482,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         return await answer(request, reply, body as JsonRpcRequest, session, protocolVersion)
       case 'notification':
         notificationFrom(body as JsonRpcNotification, session)
+        if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, body as JsonRpcNotification, undefined))
         await reply.code(202).send()
         return
       default:
@@ -525,6 +540,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   fastify.addHook('onClose', async () => { sessions.close() })
 
   fastify.decorate('mcpSessions', sessions)
+  fastify.decorate('mcpToolList', () => registry.list().tools)
   fastify.decorate('mcpTool', function mcpTool (definition, handler) {
     registry.register(definition, handler)
   } as FastifyInstance['mcpTool'])

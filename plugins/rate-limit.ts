@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { rateLimitedChannel } from '../lib/observability/channels.js'
 
 /** Why a request (or a batch's further messages) may not run now. */
 export interface RateLimitRefusal {
@@ -59,7 +60,8 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
     cache: 10_000,
     allowList: (request) => !limited(request) || request.method === 'OPTIONS',
     keyGenerator: (request) => request.auth?.subject !== undefined ? `sub:${request.auth.subject}` : `ip:${request.ip}`,
-    errorResponseBuilder: (_request, context) => {
+    errorResponseBuilder: (request, context) => {
+      if (rateLimitedChannel.hasSubscribers) rateLimitedChannel.publish({ route: request.routeOptions.url ?? 'unmatched' })
       const error = new Error(`Too Many Requests: the limit is ${context.max} requests per ${opts.timeWindowMs / 1000} s for each caller; retry in ${context.after}`) as Error & { statusCode: number, code: string }
       error.statusCode = 429
       error.code = 'FST_MCP_RATE_LIMITED'

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { Redis, type RedisOptions } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
+import { redisChannel } from '../lib/observability/channels.js'
 
 export interface RedisPluginOptions {
   /** `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). */
@@ -62,6 +63,7 @@ export class SharedRedis {
     // Log each distinct failure once, not once per reconnect attempt. The
     // message names host and port at most: ioredis never puts the password in it.
     const message = err.message
+    if (redisChannel.hasSubscribers) redisChannel.publish({ outcome: 'error' })
     if (message !== this.#lastError) this.log.warn({ err: { message, code: (err as NodeJS.ErrnoException).code } }, 'Redis error')
     this.#lastError = message
   }

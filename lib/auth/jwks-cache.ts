@@ -1,6 +1,7 @@
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet } from 'jose'
 import { request, type Dispatcher } from 'undici'
 import type { FastifyBaseLogger } from 'fastify'
+import { jwksFetchChannel } from '../observability/channels.js'
 
 /** The key lookup jose's `jwtVerify` calls with the token's protected header. */
 export type KeyLookup = (...args: Parameters<ReturnType<typeof createLocalJWKSet>>) => ReturnType<ReturnType<typeof createLocalJWKSet>>
@@ -54,6 +55,8 @@ export class JwksCache {
   fetches = 0
   lastError: Error | undefined
   keysLoadedAt: number | undefined
+  /** Keys in the set held now. */
+  keys = 0
 
   constructor (opts: JwksCacheOptions) {
     this.#opts = { maxBytes: 512 * 1024, ...opts }
@@ -102,8 +105,11 @@ export class JwksCache {
       this.keysLoadedAt = Date.now()
       this.lastError = undefined
       this.#noteRemovedKeys(jwks)
+      this.keys = jwks.keys.length
+      if (jwksFetchChannel.hasSubscribers) jwksFetchChannel.publish({ outcome: 'ok', keys: this.keys })
     } catch (err) {
       this.lastError = err as Error
+      if (jwksFetchChannel.hasSubscribers) jwksFetchChannel.publish({ outcome: 'error', keys: this.keys })
       this.#opts.log?.warn({ jwksUri: this.#opts.uri, err: { message: (err as Error).message } }, 'JWKS fetch failed; keeping the keys already held')
       throw err
     }

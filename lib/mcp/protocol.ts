@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
 import type { AuthContext } from '../auth/access-token-verifier.js'
 import { ToolError, type CallToolResult, type ToolContext, type ToolRegistry } from './tools.js'
+import { toolCallChannel, type ToolCallMessage } from '../observability/channels.js'
 
 /** JSON-RPC 2.0 error codes (JSON-RPC §5.1) and the MCP ones. */
 export const RpcError = {
@@ -91,8 +92,13 @@ export interface DispatchScope {
   notify: ((notification: JsonRpcNotification) => void) | undefined
 }
 
+/** Results that report a failure of the tool itself (not one the tool chose to report): for observers. */
+const unexpectedFailures = new WeakSet<CallToolResult>()
+
 function failedUnexpectedly (tool: string): CallToolResult {
-  return { content: [{ type: 'text', text: `The tool ${tool} failed unexpectedly; try again later.` }], isError: true }
+  const result: CallToolResult = { content: [{ type: 'text', text: `The tool ${tool} failed unexpectedly; try again later.` }], isError: true }
+  unexpectedFailures.add(result)
+  return result
 }
 
 /** sendProgress when the client asked for no progress. */
@@ -210,7 +216,7 @@ export class McpProtocol {
 
   #dispatch (msg: JsonRpcRequest, scope: DispatchScope): unknown {
     switch (msg.method) {
-      case 'tools/call': return this.#callTool(msg, scope)
+      case 'tools/call': return toolCallChannel.hasSubscribers ? this.#observedToolCall(msg, scope) : this.#callTool(msg, scope)
       case 'tools/list': return this.#registry.list()
       case 'ping': return {}
       case 'initialize':
@@ -218,6 +224,23 @@ export class McpProtocol {
         throw new RpcFailure(RpcError.InvalidRequest, 'Invalid Request: initialize must be sent alone, without a session')
       default:
         throw new RpcFailure(RpcError.MethodNotFound, `Method not found: ${msg.method}`)
+    }
+  }
+
+  /** A tool call timed and reported on the tool-call channel (only while someone listens). */
+  async #observedToolCall (msg: JsonRpcRequest, scope: DispatchScope): Promise<CallToolResult> {
+    const startedAt = performance.now()
+    let outcome: ToolCallMessage['outcome'] = 'invalid_arguments'
+    try {
+      const result = await this.#callTool(msg, scope)
+      outcome = result.isError !== true ? 'ok' : unexpectedFailures.has(result) ? 'failed' : 'tool_error'
+      return result
+    } finally {
+      // Only registered tools: a client-chosen name would make the tool label unbounded.
+      const tool = msg.params?.name
+      if (typeof tool === 'string' && this.#registry.get(tool) !== undefined) {
+        toolCallChannel.publish({ tool, outcome, durationMs: performance.now() - startedAt })
+      }
     }
   }
 

@@ -3,6 +3,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { AlphaVantageError, type AlphaVantageClient, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
 import type { CacheEntry, ResponseCache } from './cache.js'
 import { MemoryQuotaStore, type QuotaStore } from './quota.js'
+import { cacheChannel, circuitChannel, quotaChannel, upstreamCallChannel } from '../observability/channels.js'
 
 export type QuotaState = 'ok' | 'near' | 'spent'
 
@@ -194,8 +195,10 @@ export class NewsService {
     const now = this.#opts.now()
     const entry = await this.#opts.cache.get(key)
     if (entry !== undefined && now - entry.storedAt < this.#opts.ttlMs) {
+      if (cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'hit' })
       return this.#answer(key, entry.value, entry.storedAt, true, undefined)
     }
+    if (cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'miss' })
 
     // Refuse at once when the upstream cannot help: the circuit open, or Alpha Vantage's "daily limit" standing.
     let refusal: AlphaVantageError | undefined
@@ -224,6 +227,7 @@ export class NewsService {
 
   #answer (key: string, feed: NewsFeed, storedAt: number, cached: boolean, staleReason: string | undefined): NewsAnswer {
     if (this.#fetchedAt.storedAt !== storedAt) this.#fetchedAt = { storedAt, iso: new Date(storedAt).toISOString() }
+    if (staleReason !== undefined && cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'stale' })
     return {
       key,
       feed,
@@ -303,6 +307,7 @@ export class NewsService {
     const { quotaStore, dailyLimit } = this.#opts
     const taken = await quotaStore.take(subject, { day: this.#day, resetsAt: this.#resetsAtMs, dailyLimit, subjectLimit: this.subjectLimit })
     this.#used = taken.used
+    if (quotaChannel.hasSubscribers) quotaChannel.publish({ used: this.#used, remaining: Math.max(0, dailyLimit - this.#used), limit: dailyLimit })
     if (taken.ok) return
     if (taken.refusal === 'daily') {
       throw new AlphaVantageError('daily_limit', `This server has used its ${dailyLimit} Alpha Vantage requests for today (daily limit); new questions can be answered after ${this.#resetsAt}. Questions asked before are still answered from the cache.`)
@@ -319,11 +324,18 @@ export class NewsService {
     await this.#pace()
     // A retry is the same question: the subject was charged for it once.
     await this.#take(attempt === 0 ? subject : undefined)
+    const startedAt = performance.now()
     try {
       const feed = await this.#opts.client.newsSentiment(query)
+      if (upstreamCallChannel.hasSubscribers) upstreamCallChannel.publish({ outcome: 'ok', durationMs: performance.now() - startedAt })
       this.#failures = 0
+      if (this.#openUntil !== 0) {
+        this.#openUntil = 0
+        if (circuitChannel.hasSubscribers) circuitChannel.publish({ state: 'closed' })
+      }
       return feed
     } catch (err) {
+      if (upstreamCallChannel.hasSubscribers) upstreamCallChannel.publish({ outcome: err instanceof AlphaVantageError ? err.kind : 'bug', durationMs: performance.now() - startedAt })
       // Anything else is a bug, not an upstream answer: neither retried nor counted.
       if (!(err instanceof AlphaVantageError)) throw err
       if (err.kind === 'daily_limit') {
@@ -354,6 +366,7 @@ export class NewsService {
     if (this.#failures >= this.#opts.circuitThreshold) {
       this.#openUntil = this.#opts.now() + this.#opts.circuitCooldownMs
       this.#failures = 0
+      if (circuitChannel.hasSubscribers) circuitChannel.publish({ state: 'open' })
       this.#opts.log?.warn({ cooldownMs: this.#opts.circuitCooldownMs, reason: err.message }, 'Alpha Vantage circuit opened')
     }
   }

@@ -2,7 +2,7 @@ import type { Server } from 'node:http'
 import Fastify, { type FastifyHttpOptions, type FastifyInstance, type LightMyRequestResponse } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Test } from 'tap'
-import app, { options } from '../../app.js'
+import app, { options, type AppOptions } from '../../app.js'
 import { LocalIssuer } from './issuer.js'
 import { FakeAlphaVantage } from './fake-alpha-vantage.js'
 
@@ -28,6 +28,8 @@ export interface BuildAppOptions {
   skipOverride?: boolean
   /** Server options over app.ts's own (as REQUEST_TIMEOUT_MS … would set them for `fastify start`). */
   server?: FastifyHttpOptions<Server>
+  /** Passed to the root plugin (an in-memory span exporter for the tracing tests). */
+  appOptions?: Omit<AppOptions, 'env'>
 }
 
 /**
@@ -50,6 +52,7 @@ export async function buildApp (t: Test, env: Record<string, string> = {}, opts:
     }
   })
   await fastify.register(opts.skipOverride === true ? fp(app) : app, {
+    ...opts.appOptions,
     env: {
       ...issuer.scalekitEnv(RESOURCE),
       ALPHA_VANTAGE_API_KEY: API_KEY,

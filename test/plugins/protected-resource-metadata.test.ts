@@ -67,7 +67,7 @@ t.test('members from METADATA_JSON_RESPONSE are published as they are', async t 
   t.equal(doc.resource_policy_uri, 'http://localhost:10000/policy')
   t.same(doc.scopes_supported, ['news:read', 'news:admin'])
   t.same(doc.authorization_servers, [ctx.issuer.resourceIssuer], 'SCALEKIT_AUTHORIZATION_SERVERS comes first')
-  t.notOk('resource_documentation' in doc, 'no member for what is not configured')
+  t.equal(doc.resource_documentation, 'http://localhost:10000/docs', 'unset, the documentation is this server\'s own /docs page')
 })
 
 t.test('the plugin on its own', async t => {
