@@ -104,7 +104,11 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     staleMaxMs: cfg.newsCache.staleMaxMs
   })
 
-  await fastify.register(rateLimit, { max: cfg.mcp.rateLimitMax, timeWindowMs: cfg.mcp.rateLimitWindowMs })
+  await fastify.register(rateLimit, {
+    max: cfg.mcp.rateLimitMax,
+    timeWindowMs: cfg.mcp.rateLimitWindowMs,
+    ...(cfg.redis !== undefined && { redis: fastify.redis.client, nameSpace: fastify.redis.key('rate-limit:') })
+  })
 
   await fastify.register(mcp, {
     path: '/mcp',
@@ -116,7 +120,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     maxSessions: cfg.mcp.maxSessions,
     maxSessionsPerSubject: cfg.mcp.maxSessionsPerSubject,
     stateless: cfg.mcp.stateless,
-    bodyLimit: cfg.mcp.bodyLimit
+    bodyLimit: cfg.mcp.bodyLimit,
+    ...(cfg.redis !== undefined && { redis: fastify.redis })
   })
 
   await fastify.register(healthRoutes)

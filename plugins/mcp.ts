@@ -8,7 +8,11 @@ import {
 } from '../lib/mcp/protocol.js'
 import { slashVariants } from '../lib/http/route-paths.js'
 import { isLoopbackOrigin } from '../lib/http/loopback-origin.js'
-import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp/session-store.js'
+import {
+  MemorySessionStore, SessionLimitError, SessionStoreUnavailableError, sessionOwner,
+  type McpSession, type SessionStore, type SessionStoreOptions
+} from '../lib/mcp/session-store.js'
+import { RedisSessionStore, type RedisLink } from '../lib/mcp/redis-session-store.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
@@ -34,6 +38,11 @@ export interface McpPluginOptions {
   auth?: boolean
   /** Interval between SSE keep-alive comments on idle streams. */
   keepAliveMs?: number
+  /**
+   * Shared state for several replicas: sessions (and stream events) live in
+   * this Redis, so that any replica answers any session. Without it, in memory.
+   */
+  redis?: RedisLink
 }
 
 const defaults = {
@@ -136,7 +145,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions })
   /** Every open SSE response (standalone GET streams and streaming POST answers), for keep-alive and shutdown. */
   const openStreams = new Set<ServerResponse>()
-  const sessions = new SessionStore({
+  const storeOptions: SessionStoreOptions = {
     idleTtlMs: opts.sessionIdleTtlMs,
     maxSessions: opts.maxSessions,
     maxSessionsPerSubject: opts.maxSessionsPerSubject,
@@ -144,7 +153,10 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       session.stream?.end()
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
-  })
+  }
+  const sessions: SessionStore = opts.redis !== undefined
+    ? new RedisSessionStore(opts.redis, storeOptions)
+    : new MemorySessionStore(storeOptions)
 
   const allowAllOrigins = opts.allowedOrigins.includes('*')
   const allowedOrigins = new Set(opts.allowedOrigins)
@@ -157,29 +169,52 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     reply.code(403).send(rpcError(null, RpcError.ServerError, `Forbidden: origin ${origin} is not allowed`))
   }
 
+  /**
+   * A session belongs to the principal and the client its token was issued
+   * to: the same user through another client neither uses nor evicts it, and
+   * the per-subject cap counts per (principal, client) pair.
+   */
   function subjectOf (request: FastifyRequest): string {
-    return request.auth?.subject ?? ANONYMOUS
+    // Without the auth plugin (auth: false) the request has no auth at all.
+    const auth = request.auth as FastifyRequest['auth'] | undefined
+    return auth === null || auth === undefined ? ANONYMOUS : sessionOwner(auth.principal, auth.clientId)
   }
 
   function refuse (reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
     return reply.code(status).send(rpcError(null, code, message))
   }
 
-  /** MCP transports "Session Management": a missing id is a bad request, an unknown (or another subject's) one is 404. */
-  function sessionFor (request: FastifyRequest, reply: FastifyReply): McpSession | undefined {
+  /**
+   * MCP transports "Session Management": a missing id is a bad request, an
+   * unknown (or another owner's) one is 404. Synchronous when the store knows
+   * the answer locally; a promise when it asks Redis.
+   */
+  function sessionFor (request: FastifyRequest, reply: FastifyReply): McpSession | undefined | Promise<McpSession | undefined> {
     const id = request.headers['mcp-session-id']
     if (typeof id !== 'string' || id === '') {
       refuse(reply, 400, RpcError.ServerError, 'Bad Request: Mcp-Session-Id header is required; send initialize first')
       return undefined
     }
-    // Another subject's session answers exactly like an unknown one (no oracle
+    // Another owner's session answers exactly like an unknown one (no oracle
     // for valid ids), and its use does not keep that session alive.
-    const session = sessions.get(id)
-    if (session === undefined || session.subject !== subjectOf(request) || sessions.touch(id) === undefined) {
-      refuse(reply, 404, RpcError.SessionNotFound, 'Session not found: it expired or was closed; initialize a new session')
-      return undefined
-    }
+    const found = sessions.use(id, subjectOf(request))
+    if (found instanceof Promise) return found.then(session => found404(reply, session), err => storeUnavailable(reply, err))
+    return found404(reply, found)
+  }
+
+  function found404 (reply: FastifyReply, session: McpSession | undefined): McpSession | undefined {
+    if (session === undefined) refuse(reply, 404, RpcError.SessionNotFound, 'Session not found: it expired or was closed; initialize a new session')
     return session
+  }
+
+  /** The shared store could not answer: neither "no such session" (404) nor an auth verdict, but 503 (RFC 9110 §15.6.4). */
+  function storeUnavailable (reply: FastifyReply, err: unknown): undefined {
+    /* c8 ignore next -- the stores reject with nothing else */
+    if (!(err instanceof SessionStoreUnavailableError)) throw err
+    reply.log.warn({ err: { message: err.message, cause: (err.cause as Error | undefined)?.message } }, 'MCP session store unavailable')
+    reply.header('retry-after', String(err.retryAfterSec))
+    refuse(reply, 503, RpcError.ServerError, `Service Unavailable: ${err.message}`)
+    return undefined
   }
 
   function checkProtocolVersion (request: FastifyRequest, reply: FastifyReply): string | undefined | false {
@@ -275,9 +310,10 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
   function notificationFrom (msg: JsonRpcNotification, session: McpSession | undefined): void {
     // MCP cancellation: abort the named request of this session, if still running.
-    if (msg.method === 'notifications/cancelled' && session?.inflight !== undefined) {
+    // The call may run on another replica: the store passes the cancel on.
+    if (msg.method === 'notifications/cancelled' && session !== undefined) {
       const requestId = msg.params?.requestId
-      if (typeof requestId === 'string' || typeof requestId === 'number') session.inflight.get(requestId)?.abort()
+      if (typeof requestId === 'string' || typeof requestId === 'number') sessions.cancel(session.id, requestId)
     }
   }
 
@@ -292,8 +328,13 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     if (!opts.stateless) {
       let session: McpSession
       try {
-        session = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo)
+        const created = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo)
+        session = created instanceof Promise ? await created : created
       } catch (err) {
+        if (err instanceof SessionStoreUnavailableError) {
+          storeUnavailable(reply, err)
+          return
+        }
         /* c8 ignore next -- create() throws nothing else */
         if (!(err instanceof SessionLimitError)) throw err
         reply.header('retry-after', '60')
@@ -359,7 +400,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
     let session: McpSession | undefined
     if (!opts.stateless) {
-      session = sessionFor(request, reply)
+      const found = sessionFor(request, reply)
+      session = found instanceof Promise ? await found : found
       if (session === undefined) return
     }
     const protocolVersion = session?.protocolVersion ?? headerVersion ?? DEFAULT_HTTP_PROTOCOL_VERSION
@@ -386,7 +428,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       refuse(reply, 406, RpcError.ServerError, 'Not Acceptable: Accept must list text/event-stream')
       return
     }
-    const session = sessionFor(request, reply)
+    const found = sessionFor(request, reply)
+    const session = found instanceof Promise ? await found : found
     if (session === undefined) return
     if (session.stream !== undefined) {
       refuse(reply, 409, RpcError.ServerError, 'Conflict: this session already has an open stream')
@@ -404,9 +447,15 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   /** MCP transports "Session Management": DELETE ends the session. */
   async function del (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (checkProtocolVersion(request, reply) === false) return
-    const session = sessionFor(request, reply)
+    const found = sessionFor(request, reply)
+    const session = found instanceof Promise ? await found : found
     if (session === undefined) return
-    sessions.end(session.id, 'deleted')
+    try {
+      await sessions.end(session.id, 'deleted')
+    } catch (err) {
+      storeUnavailable(reply, err)
+      return
+    }
     await reply.code(200).send()
   }
 
@@ -425,7 +474,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     clearInterval(keepAlive)
     for (const session of sessions.values()) session.stream?.end()
   })
-  fastify.addHook('onClose', async () => { sessions.close() })
+  fastify.addHook('onClose', async () => { await sessions.close() })
 
   fastify.decorate('mcpSessions', sessions)
   fastify.decorate('mcpTool', function mcpTool (definition, handler) {
