@@ -13,6 +13,8 @@ import {
   type McpSession, type SessionStore, type SessionStoreOptions
 } from '../lib/mcp/session-store.js'
 import { RedisSessionStore, type RedisLink } from '../lib/mcp/redis-session-store.js'
+import { MemoryEventStore, eventId, newStreamId, parseEventId, type EventStore } from '../lib/mcp/event-store.js'
+import { RedisEventStore } from '../lib/mcp/redis-event-store.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
@@ -43,6 +45,12 @@ export interface McpPluginOptions {
    * this Redis, so that any replica answers any session. Without it, in memory.
    */
   redis?: RedisLink
+  /**
+   * A client whose SSE answer was cut off has this long to resume it (GET
+   * with Last-Event-ID, on any replica) before its call is cancelled: a
+   * disconnection is not a cancellation (transports "Resumability and Redelivery").
+   */
+  resumeGraceMs?: number
 }
 
 const defaults = {
@@ -55,7 +63,8 @@ const defaults = {
   stateless: false,
   bodyLimit: 1024 * 1024,
   auth: true,
-  keepAliveMs: 25_000
+  keepAliveMs: 25_000,
+  resumeGraceMs: 2000
 }
 
 declare module 'fastify' {
@@ -85,6 +94,15 @@ function sseEvent (message: JsonRpcResponse | JsonRpcNotification): string {
   return `event: message\ndata: ${JSON.stringify(message)}\n\n`
 }
 
+function sseEventWithId (id: string, data: string): string {
+  return `id: ${id}\nevent: message\ndata: ${data}\n\n`
+}
+
+/** An id and no data: the client learns where to resume from before anything else comes (2025-11-25 transports). */
+function primingEvent (streamId: string): string {
+  return `id: ${eventId(streamId, 0)}\ndata: \n\n`
+}
+
 /**
  * One running tools/call. AbortController is among the costlier objects of a
  * request, so its signal is made only when the tool asks for it; a cancel, a
@@ -94,12 +112,14 @@ class RunningCall {
   #controller: AbortController | undefined
   #aborted = false
   #onClose: (() => void) | undefined
+  /** The answer streams with event ids: a disconnect leaves the client a chance to resume. */
+  resumable = false
 
   constructor (readonly res: ServerResponse) {}
 
-  /** Cancelled, or the client went away before its answer. */
+  /** Cancelled, or the client went away before its answer (and cannot resume it). */
   get aborted (): boolean {
-    return this.#aborted || (this.res.destroyed && !this.res.writableEnded)
+    return this.#aborted || (!this.resumable && this.res.destroyed && !this.res.writableEnded)
   }
 
   get signal (): AbortSignal {
@@ -108,7 +128,7 @@ class RunningCall {
       if (this.aborted) {
         this.#controller.abort()
       } else {
-        this.#onClose = () => { if (!this.res.writableEnded) this.abort() }
+        this.#onClose = () => { if (!this.res.writableEnded && !this.resumable) this.abort() }
         this.res.once('close', this.#onClose)
       }
     }
@@ -128,7 +148,7 @@ class RunningCall {
 function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
-  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs'] as const) {
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'resumeGraceMs'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
   }
@@ -151,9 +171,18 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     maxSessionsPerSubject: opts.maxSessionsPerSubject,
     onEnd (session, reason) {
       session.stream?.end()
+      events.endSession(session.id)
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
   }
+  const events: EventStore = opts.redis !== undefined
+    ? new RedisEventStore(opts.redis, {
+      ttlMs: opts.sessionIdleTtlMs,
+      onError: (err) => fastify.log.warn({ err: { message: err.message } }, 'MCP event store write failed')
+    })
+    : new MemoryEventStore()
+  /** Streams resumed with Last-Event-ID, ended at shutdown like the standalone ones. */
+  const resumedStreams = new Set<ServerResponse>()
   const sessions: SessionStore = opts.redis !== undefined
     ? new RedisSessionStore(opts.redis, storeOptions)
     : new MemorySessionStore(storeOptions)
@@ -277,6 +306,9 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, call)
     // post() has checked that the client accepts SSE.
     let stream: ServerResponse | undefined
+    // In a session the streamed answer is resumable: every event has an id and is stored.
+    let streamId: string | undefined
+    let seq = 0
     // A tool may report progress from work it left running after it returned:
     // once the answer is on its way, that progress has nowhere to go.
     let answered = false
@@ -289,8 +321,22 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       get signal () { return call.signal },
       notify (notification) {
         if (answered || call.aborted) return
-        stream ??= openSse(reply)
-        stream.write(sseEvent(notification))
+        if (stream === undefined) {
+          stream = openSse(reply)
+          if (session !== undefined) {
+            streamId = newStreamId()
+            call.resumable = true
+            stream.write(primingEvent(streamId))
+            stream.once('close', () => { if (!answered) graceBeforeCancel(session, streamId as string, call) })
+          }
+        }
+        if (streamId === undefined) {
+          stream.write(sseEvent(notification))
+          return
+        }
+        const data = JSON.stringify(notification)
+        events.append((session as McpSession).id, streamId, { seq: ++seq, data, final: false })
+        if (!stream.destroyed) stream.write(sseEventWithId(eventId(streamId, seq), data))
       }
     }
     try {
@@ -298,14 +344,77 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       answered = true
       if (stream === undefined) {
         await sendResponse(reply, response)
-      } else {
+      } else if (streamId === undefined) {
         stream.end(sseEvent(response))
+      } else {
+        const data = JSON.stringify(response)
+        events.append((session as McpSession).id, streamId, { seq: ++seq, data, final: true })
+        stream.end(sseEventWithId(eventId(streamId, seq), data))
       }
     } finally {
       // A client reusing an id while the first call runs must not unregister the other call.
       if (session?.inflight?.get(msg.id) === call) session.inflight.delete(msg.id)
       call.done()
     }
+  }
+
+  /** The client lost a resumable answer: cancel the call unless it resumes (anywhere) in time. */
+  function graceBeforeCancel (session: McpSession, streamId: string, call: RunningCall): void {
+    setTimeout(() => {
+      Promise.resolve(events.resumed(session.id, streamId)).catch(() => false).then(resumed => {
+        if (!resumed) call.abort()
+      }, /* c8 ignore next -- the catch above leaves nothing to reject */ () => {})
+    }, opts.resumeGraceMs).unref()
+  }
+
+  /**
+   * MCP transports "Resumability and Redelivery": GET with Last-Event-ID
+   * replays the events of that one stream after that id, then follows the
+   * stream until its last event (a POST answer's response), wherever it is
+   * produced.
+   */
+  function resume (reply: FastifyReply, session: McpSession, lastEventId: string): void {
+    const from = parseEventId(lastEventId)
+    if (from === undefined) {
+      refuse(reply, 400, RpcError.ServerError, 'Bad Request: Last-Event-ID is not an event id this server sent')
+      return
+    }
+    const { streamId } = from
+    const res = openSse(reply)
+    resumedStreams.add(res)
+    let last = from.seq
+    let running = false
+    let again = false
+    const pump = async (): Promise<void> => {
+      if (running) {
+        again = true
+        return
+      }
+      running = true
+      try {
+        do {
+          again = false
+          for (const event of await events.replay(session.id, streamId, last)) {
+            if (event.seq <= last || res.writableEnded) continue
+            last = event.seq
+            res.write(sseEventWithId(eventId(streamId, event.seq), event.data))
+            if (event.final) res.end()
+          }
+        } while (again && !res.writableEnded)
+      } catch {
+        // The store cannot answer: end the stream, and the client resumes again from its last id.
+        res.end()
+      } finally {
+        running = false
+      }
+    }
+    // Follow first, then replay: nothing appended in between is missed.
+    const stop = events.follow(session.id, streamId, () => { void pump() })
+    res.once('close', () => {
+      stop()
+      resumedStreams.delete(res)
+    })
+    void pump()
   }
 
   function notificationFrom (msg: JsonRpcNotification, session: McpSession | undefined): void {
@@ -431,6 +540,11 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     const found = sessionFor(request, reply)
     const session = found instanceof Promise ? await found : found
     if (session === undefined) return
+    const lastEventId = request.headers['last-event-id']
+    if (typeof lastEventId === 'string') {
+      resume(reply, session, lastEventId)
+      return
+    }
     if (session.stream !== undefined) {
       refuse(reply, 409, RpcError.ServerError, 'Conflict: this session already has an open stream')
       return
@@ -473,8 +587,12 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   fastify.addHook('preClose', async () => {
     clearInterval(keepAlive)
     for (const session of sessions.values()) session.stream?.end()
+    for (const res of resumedStreams) res.end()
   })
-  fastify.addHook('onClose', async () => { await sessions.close() })
+  fastify.addHook('onClose', async () => {
+    await sessions.close()
+    events.close()
+  })
 
   fastify.decorate('mcpSessions', sessions)
   fastify.decorate('mcpTool', function mcpTool (definition, handler) {
