@@ -166,7 +166,11 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     staleMaxMs: cfg.newsCache.staleMaxMs
   })
 
-  await fastify.register(rateLimit, { max: cfg.mcp.rateLimitMax, timeWindowMs: cfg.mcp.rateLimitWindowMs })
+  await fastify.register(rateLimit, {
+    max: cfg.mcp.rateLimitMax,
+    timeWindowMs: cfg.mcp.rateLimitWindowMs,
+    ...(cfg.redis !== undefined && { redis: fastify.redis.client, nameSpace: fastify.redis.key('rate-limit:') })
+  })
 
   await fastify.register(mcp, {
     path: '/mcp',
@@ -181,7 +185,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     bodyLimit: cfg.mcp.bodyLimit,
     maxBatch: cfg.mcp.maxBatch,
     maxBatchAnswerBytes: cfg.mcp.maxBatchAnswerBytes,
-    chargeRateLimit: fastify.chargeRateLimit
+    chargeRateLimit: fastify.chargeRateLimit,
+    ...(cfg.redis !== undefined && { redis: fastify.redis })
   })
 
   await fastify.register(healthRoutes)

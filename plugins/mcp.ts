@@ -8,7 +8,13 @@ import {
 } from '../lib/mcp/protocol.js'
 import { slashVariants } from '../lib/http/route-paths.js'
 import { isLoopbackOrigin } from '../lib/http/loopback-origin.js'
-import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp/session-store.js'
+import {
+  MemorySessionStore, SessionLimitError, SessionStoreUnavailableError, sessionOwner,
+  type McpSession, type SessionStore, type SessionStoreOptions
+} from '../lib/mcp/session-store.js'
+import { RedisSessionStore, type RedisLink } from '../lib/mcp/redis-session-store.js'
+import { MemoryEventStore, eventId, newStreamId, parseEventId, type EventStore } from '../lib/mcp/event-store.js'
+import { RedisEventStore } from '../lib/mcp/redis-event-store.js'
 import { mcpRequestChannel, mcpRequestMessage, sessionChannel, streamChannel } from '../lib/observability/channels.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
@@ -45,6 +51,17 @@ export interface McpPluginOptions {
    * undefined to go on. The rate-limit plugin's `chargeRateLimit` fits.
    */
   chargeRateLimit?: (request: FastifyRequest, count: number) => Promise<{ retryAfterSec: number, message: string } | undefined>
+  /**
+   * Shared state for several replicas: sessions (and stream events) live in
+   * this Redis, so that any replica answers any session. Without it, in memory.
+   */
+  redis?: RedisLink
+  /**
+   * A client whose SSE answer was cut off has this long to resume it (GET
+   * with Last-Event-ID, on any replica) before its call is cancelled: a
+   * disconnection is not a cancellation (transports "Resumability and Redelivery").
+   */
+  resumeGraceMs?: number
 }
 
 const defaults = {
@@ -59,7 +76,8 @@ const defaults = {
   auth: true,
   keepAliveMs: 25_000,
   maxBatch: 20,
-  maxBatchAnswerBytes: 4 * 1024 * 1024
+  maxBatchAnswerBytes: 4 * 1024 * 1024,
+  resumeGraceMs: 2000
 }
 
 /** Messages of one batch run at most this many at a time: a batch is one client's work, not a fan-out. */
@@ -97,6 +115,15 @@ function sseEvent (message: JsonRpcResponse | JsonRpcNotification): string {
   return `event: message\ndata: ${JSON.stringify(message)}\n\n`
 }
 
+function sseEventWithId (id: string, data: string): string {
+  return `id: ${id}\nevent: message\ndata: ${data}\n\n`
+}
+
+/** An id and no data: the client learns where to resume from before anything else comes (2025-11-25 transports). */
+function primingEvent (streamId: string): string {
+  return `id: ${eventId(streamId, 0)}\ndata: \n\n`
+}
+
 /**
  * One running tools/call. AbortController is among the costlier objects of a
  * request, so its signal is made only when the tool asks for it; a cancel, a
@@ -108,15 +135,17 @@ class RunningCall {
   #onClose: (() => void) | undefined
   /** The response until the call is done: released then, so that nothing that outlives the call holds the request. */
   res: ServerResponse | undefined
+  /** The answer streams with event ids: a disconnect leaves the client a chance to resume. */
+  resumable = false
 
   constructor (res: ServerResponse) {
     this.res = res
   }
 
-  /** Cancelled, or the client went away before its answer. */
+  /** Cancelled, or the client went away before its answer (and cannot resume it). */
   get aborted (): boolean {
     const res = this.res
-    return this.#aborted || (res !== undefined && res.destroyed && !res.writableEnded)
+    return this.#aborted || (!this.resumable && res !== undefined && res.destroyed && !res.writableEnded)
   }
 
   get signal (): AbortSignal {
@@ -126,7 +155,7 @@ class RunningCall {
       if (this.aborted || res === undefined) {
         this.#controller.abort()
       } else {
-        this.#onClose = () => { if (!res.writableEnded) this.abort() }
+        this.#onClose = () => { if (!res.writableEnded && !this.resumable) this.abort() }
         res.once('close', this.#onClose)
       }
     }
@@ -159,6 +188,9 @@ class RunningCall {
  */
 class CallScope implements DispatchScope {
   stream: ServerResponse | undefined
+  /** In a session the streamed answer is resumable: every event has an id and is stored. */
+  streamId: string | undefined
+  seq = 0
   /** A tool may report progress from work it left running after it returned: once the answer is on its way, that progress has nowhere to go. */
   answered = false
 
@@ -169,7 +201,8 @@ class CallScope implements DispatchScope {
     readonly log: FastifyBaseLogger,
     readonly call: RunningCall,
     readonly reply: FastifyReply,
-    readonly openSse: (reply: FastifyReply) => ServerResponse
+    readonly session: McpSession | undefined,
+    readonly transport: CallTransport
   ) {}
 
   /** Made only if the tool asks for it: most calls (cache hits) never do. */
@@ -179,15 +212,51 @@ class CallScope implements DispatchScope {
 
   notify (notification: JsonRpcNotification): void {
     if (this.answered || this.call.aborted) return
-    this.stream ??= this.openSse(this.reply)
-    this.stream.write(sseEvent(notification))
+    let stream = this.stream
+    if (stream === undefined) {
+      stream = this.stream = this.transport.openSse(this.reply)
+      const session = this.session
+      if (session !== undefined) {
+        const streamId = this.streamId = newStreamId()
+        const call = this.call
+        call.resumable = true
+        stream.write(primingEvent(streamId))
+        stream.once('close', () => { if (!this.answered) this.transport.graceBeforeCancel(session, streamId, call) })
+      }
+    }
+    if (this.streamId === undefined) {
+      stream.write(sseEvent(notification))
+      return
+    }
+    const data = JSON.stringify(notification)
+    this.transport.events.append((this.session as McpSession).id, this.streamId, { seq: ++this.seq, data, final: false })
+    if (!stream.destroyed) stream.write(sseEventWithId(eventId(this.streamId, this.seq), data))
   }
+
+  /** Ends a streamed answer with the response, its last event (stored too, when resumable). */
+  finish (response: JsonRpcResponse): void {
+    const stream = this.stream as ServerResponse
+    if (this.streamId === undefined) {
+      stream.end(sseEvent(response))
+      return
+    }
+    const data = JSON.stringify(response)
+    this.transport.events.append((this.session as McpSession).id, this.streamId, { seq: ++this.seq, data, final: true })
+    stream.end(sseEventWithId(eventId(this.streamId, this.seq), data))
+  }
+}
+
+/** What a call's scope needs from the transport: made once per plugin, never per request. */
+interface CallTransport {
+  openSse: (reply: FastifyReply) => ServerResponse
+  events: EventStore
+  graceBeforeCancel: (session: McpSession, streamId: string, call: RunningCall) => void
 }
 
 function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
-  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes'] as const) {
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
   }
@@ -204,16 +273,29 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions })
   /** Every open SSE response (standalone GET streams and streaming POST answers), for keep-alive and shutdown. */
   const openStreams = new Set<ServerResponse>()
-  const sessions = new SessionStore({
+  const storeOptions: SessionStoreOptions = {
     idleTtlMs: opts.sessionIdleTtlMs,
     maxSessions: opts.maxSessions,
     maxSessionsPerSubject: opts.maxSessionsPerSubject,
     onEnd (session, reason) {
       session.stream?.end()
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'closed', reason })
+      events.endSession(session.id)
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
-  })
+  }
+  const events: EventStore = opts.redis !== undefined
+    ? new RedisEventStore(opts.redis, {
+      ttlMs: opts.sessionIdleTtlMs,
+      onError: (err) => fastify.log.warn({ err: { message: err.message } }, 'MCP event store write failed')
+    })
+    : new MemoryEventStore()
+  const callTransport: CallTransport = { openSse, events, graceBeforeCancel }
+  /** Streams resumed with Last-Event-ID, ended at shutdown like the standalone ones. */
+  const resumedStreams = new Set<ServerResponse>()
+  const sessions: SessionStore = opts.redis !== undefined
+    ? new RedisSessionStore(opts.redis, storeOptions)
+    : new MemorySessionStore(storeOptions)
 
   const allowAllOrigins = opts.allowedOrigins.includes('*')
   const allowedOrigins = new Set(opts.allowedOrigins)
@@ -226,29 +308,52 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     reply.code(403).send(rpcError(null, RpcError.ServerError, `Forbidden: origin ${origin} is not allowed`))
   }
 
+  /**
+   * A session belongs to the principal and the client its token was issued
+   * to: the same user through another client neither uses nor evicts it, and
+   * the per-subject cap counts per (principal, client) pair.
+   */
   function subjectOf (request: FastifyRequest): string {
-    return request.auth?.subject ?? ANONYMOUS
+    // Without the auth plugin (auth: false) the request has no auth at all.
+    const auth = request.auth as FastifyRequest['auth'] | undefined
+    return auth === null || auth === undefined ? ANONYMOUS : sessionOwner(auth.principal, auth.clientId)
   }
 
   function refuse (reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
     return reply.code(status).send(rpcError(null, code, message))
   }
 
-  /** MCP transports "Session Management": a missing id is a bad request, an unknown (or another subject's) one is 404. */
-  function sessionFor (request: FastifyRequest, reply: FastifyReply): McpSession | undefined {
+  /**
+   * MCP transports "Session Management": a missing id is a bad request, an
+   * unknown (or another owner's) one is 404. Synchronous when the store knows
+   * the answer locally; a promise when it asks Redis.
+   */
+  function sessionFor (request: FastifyRequest, reply: FastifyReply): McpSession | undefined | Promise<McpSession | undefined> {
     const id = request.headers['mcp-session-id']
     if (typeof id !== 'string' || id === '') {
       refuse(reply, 400, RpcError.ServerError, 'Bad Request: Mcp-Session-Id header is required; send initialize first')
       return undefined
     }
-    // Another subject's session answers exactly like an unknown one (no oracle
+    // Another owner's session answers exactly like an unknown one (no oracle
     // for valid ids), and its use does not keep that session alive.
-    const session = sessions.get(id)
-    if (session === undefined || session.subject !== subjectOf(request) || sessions.touch(id) === undefined) {
-      refuse(reply, 404, RpcError.SessionNotFound, 'Session not found: it expired or was closed; initialize a new session')
-      return undefined
-    }
+    const found = sessions.use(id, subjectOf(request))
+    if (found instanceof Promise) return found.then(session => found404(reply, session), err => storeUnavailable(reply, err))
+    return found404(reply, found)
+  }
+
+  function found404 (reply: FastifyReply, session: McpSession | undefined): McpSession | undefined {
+    if (session === undefined) refuse(reply, 404, RpcError.SessionNotFound, 'Session not found: it expired or was closed; initialize a new session')
     return session
+  }
+
+  /** The shared store could not answer: neither "no such session" (404) nor an auth verdict, but 503 (RFC 9110 §15.6.4). */
+  function storeUnavailable (reply: FastifyReply, err: unknown): undefined {
+    /* c8 ignore next -- the stores reject with nothing else */
+    if (!(err instanceof SessionStoreUnavailableError)) throw err
+    reply.log.warn({ err: { message: err.message, cause: (err.cause as Error | undefined)?.message } }, 'MCP session store unavailable')
+    reply.header('retry-after', String(err.retryAfterSec))
+    refuse(reply, 503, RpcError.ServerError, `Service Unavailable: ${err.message}`)
+    return undefined
   }
 
   function checkProtocolVersion (request: FastifyRequest, reply: FastifyReply): string | undefined | false {
@@ -317,7 +422,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     // (post() has checked that the client accepts SSE).
     const call = new RunningCall(reply.raw)
     if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, call)
-    const callScope = new CallScope(request.auth, scope.sessionId, protocolVersion, request.log, call, reply, openSse)
+    const callScope = new CallScope(request.auth, scope.sessionId, protocolVersion, request.log, call, reply, session, callTransport)
     try {
       const response = await protocol.handle(msg, callScope)
       callScope.answered = true
@@ -325,7 +430,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       if (callScope.stream === undefined) {
         await sendResponse(reply, response)
       } else {
-        callScope.stream.end(sseEvent(response))
+        callScope.finish(response)
       }
     } finally {
       // A client reusing an id while the first call runs must not unregister the other call.
@@ -334,11 +439,71 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     }
   }
 
+  /** The client lost a resumable answer: cancel the call unless it resumes (anywhere) in time. */
+  function graceBeforeCancel (session: McpSession, streamId: string, call: RunningCall): void {
+    setTimeout(() => {
+      Promise.resolve(events.resumed(session.id, streamId)).catch(() => false).then(resumed => {
+        if (!resumed) call.abort()
+      }, /* c8 ignore next -- the catch above leaves nothing to reject */ () => {})
+    }, opts.resumeGraceMs).unref()
+  }
+
+  /**
+   * MCP transports "Resumability and Redelivery": GET with Last-Event-ID
+   * replays the events of that one stream after that id, then follows the
+   * stream until its last event (a POST answer's response), wherever it is
+   * produced.
+   */
+  function resume (reply: FastifyReply, session: McpSession, lastEventId: string): void {
+    const from = parseEventId(lastEventId)
+    if (from === undefined) {
+      refuse(reply, 400, RpcError.ServerError, 'Bad Request: Last-Event-ID is not an event id this server sent')
+      return
+    }
+    const { streamId } = from
+    const res = openSse(reply)
+    resumedStreams.add(res)
+    let last = from.seq
+    let running = false
+    let again = false
+    const pump = async (): Promise<void> => {
+      if (running) {
+        again = true
+        return
+      }
+      running = true
+      try {
+        do {
+          again = false
+          for (const event of await events.replay(session.id, streamId, last)) {
+            if (event.seq <= last || res.writableEnded) continue
+            last = event.seq
+            res.write(sseEventWithId(eventId(streamId, event.seq), event.data))
+            if (event.final) res.end()
+          }
+        } while (again && !res.writableEnded)
+      } catch {
+        // The store cannot answer: end the stream, and the client resumes again from its last id.
+        res.end()
+      } finally {
+        running = false
+      }
+    }
+    // Follow first, then replay: nothing appended in between is missed.
+    const stop = events.follow(session.id, streamId, () => { void pump() })
+    res.once('close', () => {
+      stop()
+      resumedStreams.delete(res)
+    })
+    void pump()
+  }
+
   function notificationFrom (msg: JsonRpcNotification, session: McpSession | undefined): void {
     // MCP cancellation: abort the named request of this session, if still running.
-    if (msg.method === 'notifications/cancelled' && session?.inflight !== undefined) {
+    // The call may run on another replica: the store passes the cancel on.
+    if (msg.method === 'notifications/cancelled' && session !== undefined) {
       const requestId = msg.params?.requestId
-      if (typeof requestId === 'string' || typeof requestId === 'number') session.inflight.get(requestId)?.abort()
+      if (typeof requestId === 'string' || typeof requestId === 'number') sessions.cancel(session.id, requestId)
     }
   }
 
@@ -354,8 +519,13 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     if (!opts.stateless) {
       let session: McpSession
       try {
-        session = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo)
+        const created = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo)
+        session = created instanceof Promise ? await created : created
       } catch (err) {
+        if (err instanceof SessionStoreUnavailableError) {
+          storeUnavailable(reply, err)
+          return
+        }
         /* c8 ignore next -- create() throws nothing else */
         if (!(err instanceof SessionLimitError)) throw err
         reply.header('retry-after', '60')
@@ -470,7 +640,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
     let session: McpSession | undefined
     if (!opts.stateless) {
-      session = sessionFor(request, reply)
+      const found = sessionFor(request, reply)
+      session = found instanceof Promise ? await found : found
       if (session === undefined) return
     }
     const protocolVersion = session?.protocolVersion ?? headerVersion ?? DEFAULT_HTTP_PROTOCOL_VERSION
@@ -498,8 +669,14 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       refuse(reply, 406, RpcError.ServerError, 'Not Acceptable: Accept must list text/event-stream')
       return
     }
-    const session = sessionFor(request, reply)
+    const found = sessionFor(request, reply)
+    const session = found instanceof Promise ? await found : found
     if (session === undefined) return
+    const lastEventId = request.headers['last-event-id']
+    if (typeof lastEventId === 'string') {
+      resume(reply, session, lastEventId)
+      return
+    }
     if (session.stream !== undefined) {
       refuse(reply, 409, RpcError.ServerError, 'Conflict: this session already has an open stream')
       return
@@ -516,9 +693,15 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   /** MCP transports "Session Management": DELETE ends the session. */
   async function del (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (checkProtocolVersion(request, reply) === false) return
-    const session = sessionFor(request, reply)
+    const found = sessionFor(request, reply)
+    const session = found instanceof Promise ? await found : found
     if (session === undefined) return
-    sessions.end(session.id, 'deleted')
+    try {
+      await sessions.end(session.id, 'deleted')
+    } catch (err) {
+      storeUnavailable(reply, err)
+      return
+    }
     await reply.code(200).send()
   }
 
@@ -536,8 +719,12 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   fastify.addHook('preClose', async () => {
     clearInterval(keepAlive)
     for (const session of sessions.values()) session.stream?.end()
+    for (const res of resumedStreams) res.end()
   })
-  fastify.addHook('onClose', async () => { sessions.close() })
+  fastify.addHook('onClose', async () => {
+    await sessions.close()
+    events.close()
+  })
 
   fastify.decorate('mcpSessions', sessions)
   fastify.decorate('mcpToolList', () => registry.list().tools)

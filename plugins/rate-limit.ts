@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Redis } from 'ioredis'
 import { rateLimitedChannel } from '../lib/observability/channels.js'
 
 /** Why a request (or a batch's further messages) may not run now. */
@@ -26,6 +27,14 @@ export interface RateLimitOptions {
   timeWindowMs: number
   /** Routes limited per subject, by the prefix of their registered url (default `/mcp`). Other routes are not limited. */
   prefixes?: string[]
+  /**
+   * Count in this Redis (the library's Redis store, one Lua INCR per request)
+   * so that a caller gets its limit once across every replica, not once per
+   * replica. Without it, each replica counts in memory.
+   */
+  redis?: Redis
+  /** Key prefix of the counters in Redis. */
+  nameSpace?: string
 }
 
 /**
@@ -58,8 +67,18 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
     max: opts.max,
     timeWindow: opts.timeWindowMs,
     cache: 10_000,
+    ...(opts.redis !== undefined && {
+      redis: opts.redis,
+      nameSpace: opts.nameSpace ?? 'rate-limit:',
+      // Redis down: let requests through unlimited rather than fail them all;
+      // the session store answers 503 for what truly needs Redis.
+      skipOnError: true
+    }),
     allowList: (request) => !limited(request) || request.method === 'OPTIONS',
-    keyGenerator: (request) => request.auth?.subject !== undefined ? `sub:${request.auth.subject}` : `ip:${request.ip}`,
+    // Per principal (issue 8, point 8): a user's limit covers all the clients
+    // it uses (a user registering more clients gets no more requests), and a
+    // client-credentials client is counted as a client, never as a user of the same name.
+    keyGenerator: (request) => request.auth?.principal ?? `ip:${request.ip}`,
     errorResponseBuilder: (request, context) => {
       if (rateLimitedChannel.hasSubscribers) rateLimitedChannel.publish({ route: request.routeOptions.url ?? 'unmatched' })
       const error = new Error(`Too Many Requests: the limit is ${context.max} requests per ${opts.timeWindowMs / 1000} s for each caller; retry in ${context.after}`) as Error & { statusCode: number, code: string }

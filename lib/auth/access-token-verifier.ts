@@ -6,6 +6,13 @@ export interface AuthContext {
   /** `sub`, or for client-credentials tokens without one, the client id. */
   subject: string
   clientId: string | undefined
+  /**
+   * Who the caller is, with users and clients in separate namespaces:
+   * `user:<sub>`, or `client:<client id>` for a token without `sub`
+   * (client credentials). A token with no `sub` but `client_id: "alice"` is
+   * `client:alice`, never the user alice.
+   */
+  principal: string
   scopes: string[]
   /** Seconds since the epoch. */
   expiresAt: number | undefined
@@ -127,7 +134,8 @@ export class AccessTokenVerifier {
     const clientId = [payload.client_id, payload.azp, payload.cid].find(v => typeof v === 'string') as string | undefined
     const subject = typeof payload.sub === 'string' && payload.sub !== '' ? payload.sub : clientId
     if (subject === undefined) throw new AuthFailure('invalid_token', 'the access token names no subject')
-    const auth: AuthContext = { subject, clientId, scopes: scopesOf(payload), expiresAt: payload.exp, claims: payload }
+    const principal = subject === payload.sub ? `user:${subject}` : `client:${subject}`
+    const auth: AuthContext = { subject, clientId, principal, scopes: scopesOf(payload), expiresAt: payload.exp, claims: payload }
 
     if (this.#opts.cacheSize > 0) {
       if (this.#cache.size >= this.#opts.cacheSize) {

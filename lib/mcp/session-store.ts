@@ -4,7 +4,10 @@ import type { ServerResponse } from 'node:http'
 export interface McpSession {
   /** 192 bits from the CSPRNG, base64url: visible ASCII as MCP transports "Session Management" requires. */
   readonly id: string
-  /** The token subject that opened it: only that subject may use it. */
+  /**
+   * Who opened it, as one opaque key (see `sessionOwner`): only the same
+   * principal through the same client may use it. Caps count per owner.
+   */
   readonly subject: string
   readonly protocolVersion: string
   readonly clientInfo: { name?: string, version?: string } | undefined
@@ -33,11 +36,62 @@ export class SessionLimitError extends Error {
   }
 }
 
+/** The shared store cannot answer now (Redis down or slow): neither a yes nor a no about the session. */
+export class SessionStoreUnavailableError extends Error {
+  constructor (readonly retryAfterSec: number, options?: ErrorOptions) {
+    super('session storage is unavailable; retry shortly', options)
+    this.name = 'SessionStoreUnavailableError'
+  }
+}
+
+/**
+ * The key a session is bound to: the principal (`user:<sub>` or
+ * `client:<client id>`, never mixed) and the client the token was issued to
+ * (`client_id`/`azp`). A token for the same user issued to another client
+ * neither uses nor evicts this one's sessions. JSON keeps the parts apart
+ * whatever characters they hold.
+ */
+export function sessionOwner (principal: string, clientId: string | undefined): string {
+  return JSON.stringify([principal, clientId ?? null])
+}
+
+/**
+ * Where sessions live. An answer known locally comes back synchronously (no
+ * promise on the hot path); one that needs the shared store comes back as a
+ * promise, which rejects with SessionStoreUnavailableError when that store
+ * cannot answer.
+ */
+export interface SessionStore {
+  /** Shared by several replicas (a deletion elsewhere reaches this one through the store). */
+  readonly shared: boolean
+  /** Sessions known to this replica. */
+  readonly size: number
+  /** Opens a session, evicting the owner's least recently used one at its cap; SessionLimitError when full. */
+  create: (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo']) => McpSession | Promise<McpSession>
+  /** The live session with this id if `subject` owns it, refreshed; undefined when unknown, expired or another owner's (which is not refreshed). */
+  use: (id: string, subject: string) => McpSession | undefined | Promise<McpSession | undefined>
+  /** Ends a session everywhere. */
+  end: (id: string, reason: SessionEndReason) => boolean | Promise<boolean>
+  /** A session known to this replica, as it is. */
+  get: (id: string) => McpSession | undefined
+  /** Sessions known to this replica. */
+  values: () => IterableIterator<McpSession>
+  /** Tells the replica holding the session's calls to cancel one (notifications/cancelled). */
+  cancel: (id: string, requestId: string | number) => void
+  close: () => void | Promise<void>
+}
+
+/** Aborts a session's call in flight on this replica, if it runs here. */
+export function cancelLocal (session: McpSession | undefined, requestId: string | number): void {
+  session?.inflight?.get(requestId)?.abort()
+}
+
 /**
  * Sessions in memory, bounded in total and per subject, expired when idle by
  * one sweep (no timer per session: 10,000 idle sessions stay cheap).
  */
-export class SessionStore {
+export class MemorySessionStore implements SessionStore {
+  readonly shared = false
   readonly #sessions = new Map<string, McpSession>()
   /** Per subject, its sessions in least-recently-opened order. */
   readonly #bySubject = new Map<string, Set<string>>()
@@ -105,6 +159,17 @@ export class SessionStore {
       if (oldest === undefined || session.lastSeen < oldest.lastSeen) oldest = session
     }
     return (oldest as McpSession).id
+  }
+
+  use (id: string, subject: string): McpSession | undefined {
+    const session = this.#sessions.get(id)
+    // Another owner's request does not keep the session alive.
+    if (session === undefined || session.subject !== subject) return undefined
+    return this.touch(id)
+  }
+
+  cancel (id: string, requestId: string | number): void {
+    cancelLocal(this.#sessions.get(id), requestId)
   }
 
   /** The live session with this id, refreshed; undefined when unknown or expired. */

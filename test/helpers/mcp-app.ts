@@ -127,6 +127,16 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
     await released.promise
     return { content: [{ type: 'text', text: 'held and finished' }] }
   })
+  app.mcpTool({
+    name: 'report_then_hold',
+    description: 'Reports progress (so the answer streams), then returns when the test lets it',
+    inputSchema: z.object({})
+  }, async (_args, ctx) => {
+    ctx.sendProgress(1)
+    holding.resolve()
+    await released.promise
+    return { content: [{ type: 'text', text: `finished; cancelled: ${String(ctx.signal.aborted)}` }] }
+  })
   const lateProgress = deferred<void>()
   app.mcpTool({
     name: 'late_progress',

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { ServerResponse } from 'node:http'
-import { SessionStore, SessionLimitError, type McpSession, type SessionEndReason } from '../../../lib/mcp/session-store.js'
+import { MemorySessionStore as SessionStore, SessionLimitError, type McpSession, type SessionEndReason } from '../../../lib/mcp/session-store.js'
 
 function store (opts: { idleTtlMs?: number, maxSessions?: number, maxSessionsPerSubject?: number } = {}): { sessions: SessionStore, ended: Array<[string, SessionEndReason]> } {
   const ended: Array<[string, SessionEndReason]> = []
