@@ -62,6 +62,11 @@ export interface McpPluginOptions {
    * disconnection is not a cancellation (transports "Resumability and Redelivery").
    */
   resumeGraceMs?: number
+  /**
+   * Which tools tools/list shows a caller: `all`, or only those whose scopes
+   * its token carries (`permitted`). Calls are checked either way.
+   */
+  listTools?: 'all' | 'permitted'
 }
 
 const defaults = {
@@ -77,7 +82,8 @@ const defaults = {
   keepAliveMs: 25_000,
   maxBatch: 20,
   maxBatchAnswerBytes: 4 * 1024 * 1024,
-  resumeGraceMs: 2000
+  resumeGraceMs: 2000,
+  listTools: 'all'
 }
 
 /** Messages of one batch run at most this many at a time: a batch is one client's work, not a fan-out. */
@@ -256,6 +262,7 @@ interface CallTransport {
 function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
+  if (opts.listTools !== undefined && opts.listTools !== 'all' && opts.listTools !== 'permitted') fail('"listTools" must be "all" or "permitted"')
   for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
@@ -270,7 +277,11 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   }
 
   const registry = new ToolRegistry()
-  const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions })
+  const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions, listPermittedOnly: opts.listTools === 'permitted' })
+  /** Scopes the endpoint itself requires (the mcp-auth plugin's): a tool's challenge names them with its own. */
+  const endpointScopes: readonly string[] = opts.auth ? fastify.requiredScopes : []
+  /** Whether some tool needs scopes of its own (only with auth): until one does, calls skip the check. */
+  let scopedTools = false
   /** Every open SSE response (standalone GET streams and streaming POST answers), for keep-alive and shutdown. */
   const openStreams = new Set<ServerResponse>()
   const storeOptions: SessionStoreOptions = {
@@ -401,6 +412,24 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     return reply.header('content-type', 'application/json; charset=utf-8').send(json)
   }
 
+  /**
+   * The scopes a tools/call needs when the caller's token lacks some, else
+   * undefined. Checked here, at the HTTP level, so the refusal is a 403 the
+   * client can step up from (MCP 2025-11-25 authorization "Scope Challenge
+   * Handling"), not a JSON-RPC error it cannot act on.
+   */
+  function missingScopes (request: FastifyRequest, msg: JsonRpcRequest): readonly string[] | undefined {
+    const name = msg.params?.name
+    const tool = typeof name === 'string' ? registry.get(name) : undefined
+    if (tool === undefined || tool.scopes.length === 0) return undefined
+    const granted = (request.auth as NonNullable<FastifyRequest['auth']>).scopes
+    for (const scope of tool.scopes) {
+      // Existing and new scopes together, so the stepped-up token still serves every other call.
+      if (!granted.includes(scope)) return [...new Set([...endpointScopes, ...tool.scopes])]
+    }
+    return undefined
+  }
+
   async function answer (request: FastifyRequest, reply: FastifyReply, msg: JsonRpcRequest, session: McpSession | undefined, protocolVersion: string): Promise<void> {
     const scope: DispatchScope = {
       auth: request.auth,
@@ -414,6 +443,12 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       const response = await protocol.handle(msg, scope)
       if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response, registry))
       await sendResponse(reply, response)
+      return
+    }
+
+    const needed = scopedTools ? missingScopes(request, msg) : undefined
+    if (needed !== undefined) {
+      fastify.refuseInsufficientScope(request, reply, needed)
       return
     }
 
@@ -565,6 +600,15 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       }
     }
 
+    if (scopedTools) {
+      for (const msg of body) {
+        const needed = classify(msg) === 'request' && (msg as JsonRpcRequest).method === 'tools/call' ? missingScopes(request, msg as JsonRpcRequest) : undefined
+        if (needed !== undefined) {
+          fastify.refuseInsufficientScope(request, reply, needed)
+          return
+        }
+      }
+    }
     const scope: DispatchScope = { auth: request.auth, sessionId: session?.id, protocolVersion, log: request.log, signal: NEVER_ABORTED, notify: undefined }
     // JSON of each answer, in the batch's order (JSON-RPC §6 allows any order; keeping it is kinder).
     const answers: string[] = []
@@ -729,7 +773,14 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   fastify.decorate('mcpSessions', sessions)
   fastify.decorate('mcpToolList', () => registry.list().tools)
   fastify.decorate('mcpTool', function mcpTool (definition, handler) {
+    if (!opts.auth && Array.isArray(definition?.scopes) && definition.scopes.length > 0) {
+      throw new Error(`mcp: tool "${definition.name}" declares scopes, but the endpoint runs without auth (auth: false)`)
+    }
     registry.register(definition, handler)
+    for (const scope of registry.get(definition.name)?.scopes ?? []) {
+      fastify.scopesInUse.add(scope)
+      scopedTools = true
+    }
   } as FastifyInstance['mcpTool'])
 
   const onRequest = opts.auth ? [checkOrigin, fastify.authenticate] : [checkOrigin]

@@ -3,15 +3,32 @@ import type { FastifyInstance } from 'fastify'
 import { slashVariants } from '../lib/http/route-paths.js'
 
 export interface ProtectedResourceMetadataOptions {
-  /** The resource identifier, published exactly as given (RFC 9728 §2). */
+  /**
+   * The resource identifier, published exactly as given (RFC 9728 §2): the URL clients connect to.
+   * @error protected-resource-metadata: "resource" must be an absolute http(s) URL
+   */
   resource: string
+  /**
+   * Issuer URLs of the authorization servers clients get tokens from.
+   * @error protected-resource-metadata: "authorizationServers" must list at least one authorization server (RFC 9728 §2; MCP authorization requires it)
+   */
   authorizationServers: string[]
-  scopesSupported: string[]
+  /**
+   * Scopes to publish in `scopes_supported`, first; every scope the mcp-auth
+   * plugin sees required (its `requiredScopes`, route and tool scopes) is added when the server starts.
+   * @default []
+   */
+  scopesSupported?: string[]
+  /** Human-readable name of the resource (`resource_name`). */
   resourceName?: string
+  /** URL of a page documenting the resource (`resource_documentation`). */
   resourceDocumentation?: string
   /** Other RFC 9728 §2 members to publish as they are. */
   extra?: Record<string, unknown>
-  /** Paths to serve the document at, besides the ones derived from `resource` and the root form. */
+  /**
+   * Paths to serve the document at, besides the ones derived from `resource` and the root form.
+   * @default []
+   */
   paths?: string[]
 }
 
@@ -44,7 +61,7 @@ export function metadataPaths (resource: string, extra: string[] = []): string[]
 }
 
 async function protectedResourceMetadataPlugin (fastify: FastifyInstance, opts: ProtectedResourceMetadataOptions): Promise<void> {
-  if (typeof opts.resource !== 'string') throw new Error('protected-resource-metadata: "resource" is required')
+  if (typeof opts.resource !== 'string' || !/^https?:\/\/[^/]/.test(opts.resource)) throw new Error('protected-resource-metadata: "resource" must be an absolute http(s) URL')
   if (!Array.isArray(opts.authorizationServers) || opts.authorizationServers.length === 0) {
     throw new Error('protected-resource-metadata: "authorizationServers" must list at least one authorization server (RFC 9728 §2; MCP authorization requires it)')
   }
@@ -54,12 +71,20 @@ async function protectedResourceMetadataPlugin (fastify: FastifyInstance, opts: 
     authorization_servers: opts.authorizationServers,
     // MCP authorization "Token Requirements": tokens travel in the Authorization header only.
     bearer_methods_supported: ['header'],
-    scopes_supported: opts.scopesSupported,
+    scopes_supported: [...opts.scopesSupported ?? []],
     ...(opts.resourceName !== undefined && { resource_name: opts.resourceName }),
     ...(opts.resourceDocumentation !== undefined && { resource_documentation: opts.resourceDocumentation })
   }
-  const body = JSON.stringify(document)
+  let body = ''
   fastify.decorate('protectedResourceMetadata', document)
+  // Scopes are known once every route and tool is registered: RFC 9728 §2
+  // scopes_supported lists what clients may need to ask for, so step-up scopes too.
+  fastify.addHook('onReady', async () => {
+    if (fastify.hasDecorator('scopesInUse')) {
+      for (const scope of fastify.scopesInUse) if (!document.scopes_supported.includes(scope)) document.scopes_supported.push(scope)
+    }
+    body = JSON.stringify(document)
+  })
 
   // Public, cacheable and readable from any origin: browser-based clients fetch it before they hold a token.
   for (const url of slashVariants(fastify, metadataPaths(opts.resource, opts.paths))) {

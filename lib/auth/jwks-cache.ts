@@ -1,5 +1,6 @@
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet } from 'jose'
-import { request, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
+import { fetchBoundedJson } from '../http/bounded-json.js'
 import type { FastifyBaseLogger } from 'fastify'
 import { jwksFetchChannel } from '../observability/channels.js'
 
@@ -125,38 +126,14 @@ export class JwksCache {
 
   async #download (): Promise<JSONWebKeySet> {
     const { uri, timeoutMs, maxBytes, dispatcher } = this.#opts
-    const signal = AbortSignal.timeout(timeoutMs)
-    const res = await request(uri, {
+    const parsed = await fetchBoundedJson(uri, {
       method: 'GET',
       headers: { accept: 'application/json, application/jwk-set+json' },
-      signal,
-      dispatcher
+      timeoutMs,
+      maxBytes,
+      dispatcher,
+      what: 'JWKS'
     })
-    if (res.statusCode !== 200) {
-      await res.body.dump()
-      throw new Error(`JWKS endpoint answered HTTP ${res.statusCode}`)
-    }
-    const declared = Number(res.headers['content-length'])
-    if (declared > maxBytes) {
-      await res.body.dump()
-      throw new Error(`JWKS larger than ${maxBytes} bytes`)
-    }
-    const chunks: Buffer[] = []
-    let size = 0
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length
-      if (size > maxBytes) {
-        res.body.destroy()
-        throw new Error(`JWKS larger than ${maxBytes} bytes`)
-      }
-      chunks.push(chunk as Buffer)
-    }
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'))
-    } catch {
-      throw new Error('JWKS is not valid JSON')
-    }
     if (parsed === null || typeof parsed !== 'object' || !Array.isArray((parsed as JSONWebKeySet).keys)) {
       throw new Error('JWKS has no "keys" array')
     }

@@ -104,10 +104,6 @@ function failedUnexpectedly (tool: string): CallToolResult {
 /** sendProgress when the client asked for no progress. */
 const ignoreProgress = (): void => {}
 
-function formatIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: string }>): string {
-  return issues.map(i => `${i.path.length > 0 ? i.path.map(String).join('.') : '(arguments)'}: ${i.message}`).join('; ')
-}
-
 /** The longest clientInfo name or version kept, in UTF-16 code units. */
 export const CLIENT_INFO_MAX_LENGTH = 64
 
@@ -177,11 +173,13 @@ export class McpProtocol {
   readonly #checked = new WeakMap<CallToolResult, CallToolResult>()
   readonly #serverInfo: ServerInfo
   readonly #instructions: string | undefined
+  readonly #listPermittedOnly: boolean
 
-  constructor (opts: { registry: ToolRegistry, serverInfo: ServerInfo, instructions?: string }) {
+  constructor (opts: { registry: ToolRegistry, serverInfo: ServerInfo, instructions?: string, listPermittedOnly?: boolean }) {
     this.#registry = opts.registry
     this.#serverInfo = opts.serverInfo
     this.#instructions = opts.instructions
+    this.#listPermittedOnly = opts.listPermittedOnly ?? false
   }
 
   /** MCP lifecycle "Version Negotiation": the client's version if we speak it, else our latest. */
@@ -217,7 +215,8 @@ export class McpProtocol {
   #dispatch (msg: JsonRpcRequest, scope: DispatchScope): unknown {
     switch (msg.method) {
       case 'tools/call': return toolCallChannel.hasSubscribers ? this.#observedToolCall(msg, scope) : this.#callTool(msg, scope)
-      case 'tools/list': return this.#registry.list()
+      case 'tools/list':
+        return this.#listPermittedOnly && scope.auth !== null ? this.#registry.listPermitted(scope.auth.scopes) : this.#registry.list()
       case 'ping': return {}
       case 'initialize':
         // Only valid as the first message of a session, which the transport handles.
@@ -254,9 +253,9 @@ export class McpProtocol {
     const args = params?.arguments ?? {}
     if (!isObject(args)) throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: arguments must be an object')
 
-    const parsed = tool.inputSchema.safeParse(args)
+    const parsed = tool.checkInput(args)
     if (!parsed.success) {
-      const message = `Invalid arguments for tool ${name}: ${formatIssues(parsed.error.issues)}`
+      const message = `Invalid arguments for tool ${name}: ${parsed.issues}`
       // 2025-11-25 (SEP-1303) makes input validation errors tool execution
       // errors, so the model can correct itself; earlier versions say -32602.
       if (scope.protocolVersion >= '2025-11-25') return { content: [{ type: 'text', text: message }], isError: true }
@@ -274,7 +273,7 @@ export class McpProtocol {
       scope.log.error({ err, tool: name }, 'tool failed')
       return failedUnexpectedly(name)
     }
-    if (tool.outputSchema === undefined || result.isError === true) return result
+    if (tool.checkOutput === undefined || result.isError === true) return result
     // A tool that hands back the same result object again (answered from a
     // cache) was checked already: reuse the checked object, so that its
     // serialization can be reused too.
@@ -283,9 +282,9 @@ export class McpProtocol {
     // MCP tools "Output Schema": servers MUST return structured results that
     // conform to it; clients reject the whole result otherwise. A tool bug is
     // caught here, where it is logged, rather than in every client.
-    const output = tool.outputSchema.safeParse(result.structuredContent)
+    const output = tool.checkOutput(result.structuredContent)
     if (!output.success) {
-      scope.log.error({ tool: name, issues: formatIssues(output.error.issues) }, 'tool result does not match its outputSchema')
+      scope.log.error({ tool: name, issues: output.issues }, 'tool result does not match its outputSchema')
       return failedUnexpectedly(name)
     }
     // The advertised JSON Schema describes what parsing yields (no unknown keys).

@@ -1,11 +1,47 @@
 import { z } from 'zod'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import addFormats from 'ajv-formats'
 import type { CallToolResult, ToolAnnotations, Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AuthContext } from '../auth/access-token-verifier.js'
 
 export type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
 
-export type ObjectSchema = z.ZodType<Record<string, unknown>>
+/** A zod 4 schema of an object (the app's own zod: zod is a peer dependency). */
+export type ZodObjectSchema = z.ZodType<Record<string, unknown>>
+
+/**
+ * A JSON Schema of an object: what Fastify routes are written in. A TypeBox
+ * `Type.Object(…)` is one too. Validated with ajv (draft-07, the dialect
+ * Fastify's own validator uses), compiled once when the tool is registered.
+ */
+export interface JsonObjectSchema {
+  type: 'object'
+  // No index signature, so that TypeBox's interfaces are assignable; the
+  // keywords below are listed for editors, any other keyword works too.
+  properties?: object
+  required?: readonly string[]
+  additionalProperties?: boolean | object
+  description?: string
+  title?: string
+  $schema?: string
+  $id?: string
+  $defs?: object
+  definitions?: object
+}
+
+/** What a tool's `inputSchema` or `outputSchema` may be. */
+export type ObjectSchema = ZodObjectSchema | JsonObjectSchema
+
+/**
+ * The value a schema lets through, as the handler sees it: zod's output type,
+ * TypeBox's `Static<>` (read from the schema's `static` member, so that no
+ * TypeBox import is needed), and a plain object for untyped JSON Schema.
+ */
+export type SchemaValue<S> =
+  S extends z.ZodType ? z.output<S>
+    : S extends { static: unknown } ? (S & { params: [] })['static']
+      : Record<string, unknown>
 
 export interface ToolDefinition<I extends ObjectSchema = ObjectSchema, O extends ObjectSchema = ObjectSchema> {
   /** 1–128 characters of A–Z a–z 0–9 _ - . (MCP 2025-11-25, tools "Tool Names"). */
@@ -17,6 +53,13 @@ export interface ToolDefinition<I extends ObjectSchema = ObjectSchema, O extends
   /** When given, every successful result must carry `structuredContent` that matches it. */
   outputSchema?: O
   annotations?: ToolAnnotations
+  /**
+   * OAuth scopes a token must carry to call this tool, besides the ones the
+   * endpoint requires. A call without them is refused with 403
+   * `insufficient_scope` so that the client can step up (MCP 2025-11-25
+   * authorization "Scope Challenge Handling").
+   */
+  scopes?: string[]
 }
 
 export interface ToolContext {
@@ -33,10 +76,10 @@ export interface ToolContext {
   sendProgress: (progress: number, total?: number, message?: string) => void
 }
 
-export type ToolResult<O extends ObjectSchema> = CallToolResult & { structuredContent?: z.infer<O> }
+export type ToolResult<O extends ObjectSchema> = CallToolResult & { structuredContent?: SchemaValue<O> }
 
 export type ToolHandler<I extends ObjectSchema, O extends ObjectSchema> =
-  (args: z.infer<I>, ctx: ToolContext) => Promise<ToolResult<O>> | ToolResult<O>
+  (args: SchemaValue<I>, ctx: ToolContext) => Promise<ToolResult<O>> | ToolResult<O>
 
 /** An error whose message is meant for the model: it becomes an `isError` result as it is. */
 export class ToolError extends Error {
@@ -46,14 +89,24 @@ export class ToolError extends Error {
   }
 }
 
+/** A validation outcome, the same shape for zod and ajv: the value to use, or what is wrong with it. */
+export type CheckResult = { success: true, data: Record<string, unknown> } | { success: false, issues: string }
+export type Check = (value: unknown) => CheckResult
+
 export interface RegisteredTool {
   definition: Tool
-  inputSchema: ObjectSchema
-  outputSchema: ObjectSchema | undefined
+  checkInput: Check
+  checkOutput: Check | undefined
+  /** Scopes a caller needs for this tool, beyond the endpoint's (empty for most tools). */
+  scopes: readonly string[]
   handler: ToolHandler<ObjectSchema, ObjectSchema>
 }
 
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/
+/** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
+/** Distinct scope sets whose filtered tools/list is kept. */
+const LIST_CACHE_SIZE = 64
 
 /**
  * zod writes every `.int()` with ±(2^53 − 1) bounds: noise in every
@@ -70,24 +123,81 @@ function withoutSafeIntegerBounds (node: unknown): unknown {
   return out
 }
 
-function jsonSchemaOf (schema: ObjectSchema, io: 'input' | 'output', what: string): Tool['inputSchema'] {
-  let json: Record<string, unknown>
-  try {
-    json = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>
-  } catch (err) {
-    throw new Error(`mcp: ${what} cannot be expressed as JSON Schema: ${(err as Error).message}`)
+/** zod 4 schemas carry `_zod`; duck-typed so that a schema from the app's copy of zod is recognised. */
+function isZod (schema: unknown): schema is ZodObjectSchema {
+  return typeof schema === 'object' && schema !== null && '_zod' in schema && typeof (schema as { safeParse?: unknown }).safeParse === 'function'
+}
+
+function formatZodIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: string }>): string {
+  return issues.map(i => `${i.path.length > 0 ? i.path.map(String).join('.') : '(arguments)'}: ${i.message}`).join('; ')
+}
+
+function formatAjvErrors (errors: ErrorObject[]): string {
+  return errors.map(e => `${e.instancePath === '' ? '(arguments)' : e.instancePath.slice(1).replace(/\//g, '.')}: ${e.message ?? 'is invalid'}`).join('; ')
+}
+
+/** The JSON Schema a client sees, and the check the server runs, for one schema of one tool. */
+function compile (ajv: Ajv, schema: unknown, io: 'input' | 'output', what: string): { json: Tool['inputSchema'], check: Check } {
+  if (isZod(schema)) {
+    let json: Record<string, unknown>
+    try {
+      json = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>
+    } catch (err) {
+      throw new Error(`mcp: ${what} cannot be expressed as JSON Schema: ${(err as Error).message}`)
+    }
+    if (json.type !== 'object') throw new Error(`mcp: ${what} must be an object schema (MCP tools take and return JSON objects)`)
+    // Clients validate with their own JSON Schema engine; a `$schema` naming a
+    // dialect they do not bundle makes them reject the tool (2020-12 is the default dialect anyway).
+    delete json.$schema
+    return {
+      json: withoutSafeIntegerBounds(json) as Tool['inputSchema'],
+      check: value => {
+        const parsed = schema.safeParse(value)
+        return parsed.success ? { success: true, data: parsed.data } : { success: false, issues: formatZodIssues(parsed.error.issues) }
+      }
+    }
   }
-  if (json.type !== 'object') throw new Error(`mcp: ${what} must be an object schema (MCP tools take and return JSON objects)`)
-  // Clients validate with their own JSON Schema engine; a `$schema` naming a
-  // dialect they do not bundle makes them reject the tool (2020-12 is the default dialect anyway).
-  delete json.$schema
-  return withoutSafeIntegerBounds(json) as Tool['inputSchema']
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) {
+    throw new Error(`mcp: ${what} must be a zod 4 schema or a JSON Schema object (TypeBox schemas are JSON Schema)`)
+  }
+  if ('_def' in schema && typeof (schema as { safeParse?: unknown }).safeParse === 'function') {
+    throw new Error(`mcp: ${what} is a zod 3 schema; use zod 4 (import { z } from 'zod' with zod 4 installed)`)
+  }
+  if ((schema as { type?: unknown }).type !== 'object') throw new Error(`mcp: ${what} must be an object schema (MCP tools take and return JSON objects)`)
+  // JSON.parse(JSON.stringify()) drops TypeBox's symbol-keyed metadata and anything that is not JSON.
+  const { $schema: _dialect, ...json } = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>
+  let validate: ValidateFunction
+  try {
+    validate = ajv.compile(json)
+  } catch (err) {
+    throw new Error(`mcp: ${what} is not a valid JSON Schema: ${(err as Error).message}`)
+  }
+  return {
+    json: json as Tool['inputSchema'],
+    check: value => validate(value)
+      ? { success: true, data: value as Record<string, unknown> }
+      : { success: false, issues: formatAjvErrors(validate.errors as ErrorObject[]) }
+  }
+}
+
+function checkScopes (scopes: unknown, name: string): readonly string[] {
+  if (scopes === undefined) return []
+  if (!Array.isArray(scopes) || !scopes.every(s => typeof s === 'string' && SCOPE_TOKEN.test(s))) {
+    throw new Error(`mcp: tool "${name}" scopes must be an array of OAuth scope tokens (RFC 6749 §3.3: no spaces, quotes or backslashes)`)
+  }
+  return [...new Set(scopes as string[])]
 }
 
 /** The tool registry: one per server, shared by every session. */
 export class ToolRegistry {
   readonly #tools = new Map<string, RegisteredTool>()
   #listResult: { tools: Tool[] } | undefined
+  /** Filtered tools/list results by the caller's granted scopes, while some tool needs scopes of its own. */
+  readonly #listsByScopes = new Map<string, { tools: Tool[] }>()
+  #scoped = false
+  // One validator for every JSON Schema tool: schemas compile at registration, never per call.
+  // useDefaults as Fastify does, so that `default` fills in missing arguments as with zod.
+  readonly #ajv = addFormats.default(new Ajv({ strict: false, useDefaults: true, allErrors: false, coerceTypes: false }))
 
   register<I extends ObjectSchema, O extends ObjectSchema>(def: ToolDefinition<I, O>, handler: ToolHandler<I, O>): void {
     if (def === null || typeof def !== 'object') throw new Error('mcp: a tool needs a definition object')
@@ -96,25 +206,30 @@ export class ToolRegistry {
     }
     if (this.#tools.has(def.name)) throw new Error(`mcp: tool "${def.name}" is already registered`)
     if (typeof def.description !== 'string' || def.description.trim() === '') throw new Error(`mcp: tool "${def.name}" needs a description`)
-    if (!(def.inputSchema instanceof z.ZodType)) throw new Error(`mcp: tool "${def.name}" needs a zod inputSchema`)
-    if (def.outputSchema !== undefined && !(def.outputSchema instanceof z.ZodType)) throw new Error(`mcp: tool "${def.name}" outputSchema must be a zod schema`)
+    if (def.inputSchema === undefined) throw new Error(`mcp: tool "${def.name}" needs an inputSchema (zod 4, JSON Schema or TypeBox)`)
     if (typeof handler !== 'function') throw new Error(`mcp: tool "${def.name}" needs a handler function`)
+    const scopes = checkScopes(def.scopes, def.name)
 
+    const input = compile(this.#ajv, def.inputSchema, 'input', `tool "${def.name}" inputSchema`)
+    const output = def.outputSchema === undefined ? undefined : compile(this.#ajv, def.outputSchema, 'output', `tool "${def.name}" outputSchema`)
     const definition: Tool = {
       name: def.name,
       ...(def.title !== undefined && { title: def.title }),
       description: def.description,
-      inputSchema: jsonSchemaOf(def.inputSchema, 'input', `tool "${def.name}" inputSchema`),
-      ...(def.outputSchema !== undefined && { outputSchema: jsonSchemaOf(def.outputSchema, 'output', `tool "${def.name}" outputSchema`) }),
+      inputSchema: input.json,
+      ...(output !== undefined && { outputSchema: output.json }),
       ...(def.annotations !== undefined && { annotations: def.annotations })
     }
     this.#tools.set(def.name, {
       definition,
-      inputSchema: def.inputSchema,
-      outputSchema: def.outputSchema,
+      checkInput: input.check,
+      checkOutput: output?.check,
+      scopes,
       handler: handler as unknown as ToolHandler<ObjectSchema, ObjectSchema>
     })
     this.#listResult = undefined
+    this.#listsByScopes.clear()
+    if (scopes.length > 0) this.#scoped = true
   }
 
   get (name: string): RegisteredTool | undefined {
@@ -125,9 +240,33 @@ export class ToolRegistry {
     return this.#tools.size
   }
 
+  /** Every scope some tool asks for (for the protected-resource metadata's `scopes_supported`). */
+  scopes (): string[] {
+    const all = new Set<string>()
+    for (const tool of this.#tools.values()) for (const scope of tool.scopes) all.add(scope)
+    return [...all]
+  }
+
   /** The tools/list result, built once and reused until the registry changes. */
   list (): { tools: Tool[] } {
     this.#listResult ??= { tools: [...this.#tools.values()].map(t => t.definition) }
     return this.#listResult
+  }
+
+  /**
+   * The tools a caller holding `granted` may call. Results are kept per scope
+   * set (callers share a handful of them), so a listing allocates nothing
+   * once its set has been seen.
+   */
+  listPermitted (granted: readonly string[]): { tools: Tool[] } {
+    if (!this.#scoped) return this.list()
+    const key = granted.join(' ')
+    let result = this.#listsByScopes.get(key)
+    if (result === undefined) {
+      result = { tools: [...this.#tools.values()].filter(t => t.scopes.every(s => granted.includes(s))).map(t => t.definition) }
+      if (this.#listsByScopes.size >= LIST_CACHE_SIZE) this.#listsByScopes.delete(this.#listsByScopes.keys().next().value as string)
+      this.#listsByScopes.set(key, result)
+    }
+    return result
   }
 }

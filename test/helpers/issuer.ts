@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { SignJWT, exportJWK, generateKeyPair, type JWK, type JWTPayload } from 'jose'
 
 type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>
@@ -18,6 +18,11 @@ export interface SigningKey {
  * Content-Length that says so.
  */
 export type JwksMode = 'ok' | 'down' | 'slow' | 'huge' | 'huge-declared' | 'malformed' | 'no-keys-array'
+
+/** How the RFC 7662 introspection endpoint behaves (`slow` answers after `slowMs`). */
+export type IntrospectionMode = 'ok' | 'down' | 'slow' | 'malformed'
+
+interface AuthorizationCode { clientId: string, redirectUri: string, challenge: string, scope: string, resource: string | null }
 
 export interface TokenOptions {
   /** Claims to add or override (`undefined` removes a default claim). */
@@ -52,6 +57,15 @@ export class LocalIssuer {
   audience: string[] = []
   clients = new Map<string, string>([['test-client', 'test-secret']])
   slowMs = 3000
+  /** Opaque tokens the introspection endpoint knows, with what it answers for them. */
+  opaqueTokens = new Map<string, Record<string, unknown>>()
+  introspectionMode: IntrospectionMode = 'ok'
+  introspectionHits = 0
+  /** The resource server's own credentials at the introspection endpoint. */
+  resourceServer = { clientId: 'rs-client', clientSecret: 'rs-secret' }
+  /** Scopes each authorization request asked for, in order: what a step-up looks like from the issuer's side. */
+  authorizationScopes: string[] = []
+  readonly #codes = new Map<string, AuthorizationCode>()
 
   private constructor () {
     this.server = createServer((req, res) => { this.handle(req, res).catch(() => { res.statusCode = 500; res.end() }) })
@@ -68,6 +82,26 @@ export class LocalIssuer {
 
   get jwksUri (): string {
     return `${this.url}/keys`
+  }
+
+  get introspectionEndpoint (): string {
+    return `${this.url}/oauth/introspect`
+  }
+
+  /** A random opaque token the introspection endpoint reports as active, with these members. */
+  opaqueToken (members: Record<string, unknown> = {}): string {
+    const token = randomBytes(24).toString('base64url')
+    this.opaqueTokens.set(token, {
+      active: true,
+      iss: this.url,
+      sub: 'user_opaque',
+      client_id: 'skc_test',
+      aud: [...this.audience],
+      scope: 'news:read',
+      exp: Math.floor(Date.now() / 1000) + 600,
+      ...members
+    })
+    return token
   }
 
   get resourceIssuer (): string {
@@ -136,6 +170,7 @@ export class LocalIssuer {
         token_endpoint: `${this.url}/oauth/token`,
         authorization_endpoint: `${this.url}/oauth/authorize`,
         jwks_uri: this.jwksUri,
+        introspection_endpoint: this.introspectionEndpoint,
         grant_types_supported: ['client_credentials', 'authorization_code'],
         token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
         response_types_supported: ['code'],
@@ -144,6 +179,8 @@ export class LocalIssuer {
       })
     }
     if (url.pathname === '/oauth/token' && req.method === 'POST') return await this.tokenEndpoint(req, res)
+    if (url.pathname === '/oauth/authorize' && req.method === 'GET') return this.authorize(url, res)
+    if (url.pathname === '/oauth/introspect' && req.method === 'POST') return await this.introspect(req, res)
     this.json(res, 404, { error: 'not_found' })
   }
 
@@ -176,9 +213,8 @@ export class LocalIssuer {
     }
   }
 
-  /** RFC 6749 §4.4 client credentials, with RFC 8707 `resource` becoming the audience (as ScaleKit does). */
-  private async tokenEndpoint (req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.tokenRequests++
+  /** A form body and the client it authenticates (client_secret_basic or client_secret_post). */
+  private async clientForm (req: IncomingMessage): Promise<{ form: URLSearchParams, clientId: string | null, secret: string | null }> {
     let body = ''
     for await (const chunk of req) body += String(chunk)
     const form = new URLSearchParams(body)
@@ -190,13 +226,37 @@ export class LocalIssuer {
       clientId = decodeURIComponent(id ?? '')
       secret = decodeURIComponent(pw ?? '')
     }
-    if (form.get('grant_type') !== 'client_credentials') return this.json(res, 400, { error: 'unsupported_grant_type' })
+    return { form, clientId, secret }
+  }
+
+  /**
+   * RFC 6749 §4.4 client credentials and §4.1 authorization code (with PKCE,
+   * RFC 7636), with RFC 8707 `resource` becoming the audience (as ScaleKit does).
+   */
+  private async tokenEndpoint (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.tokenRequests++
+    const { form, clientId, secret } = await this.clientForm(req)
+    const grant = form.get('grant_type')
+    if (grant !== 'client_credentials' && grant !== 'authorization_code') return this.json(res, 400, { error: 'unsupported_grant_type' })
     if (clientId === null || this.clients.get(clientId) !== secret) return this.json(res, 401, { error: 'invalid_client' })
-    const resource = form.get('resource')
-    const scope = form.get('scope') ?? 'news:read'
+    let resource = form.get('resource')
+    let scope = form.get('scope') ?? 'news:read'
+    let sub = clientId
+    if (grant === 'authorization_code') {
+      const code = this.#codes.get(form.get('code') ?? '')
+      this.#codes.delete(form.get('code') ?? '')
+      const verifier = form.get('code_verifier') ?? ''
+      if (code === undefined || code.clientId !== clientId || code.redirectUri !== form.get('redirect_uri') ||
+        createHash('sha256').update(verifier).digest('base64url') !== code.challenge) {
+        return this.json(res, 400, { error: 'invalid_grant' })
+      }
+      resource = code.resource
+      scope = code.scope
+      sub = 'user_123'
+    }
     const accessToken = await this.token({
       claims: {
-        sub: clientId,
+        sub,
         client_id: clientId,
         aud: resource === null ? this.audience : [resource, this.resourceId],
         scopes: undefined,
@@ -204,5 +264,42 @@ export class LocalIssuer {
       }
     })
     this.json(res, 200, { access_token: accessToken, token_type: 'Bearer', expires_in: 600, scope })
+  }
+
+  /** RFC 6749 §4.1.1: the user approves at once, granting the scopes asked for. */
+  private authorize (url: URL, res: ServerResponse): void {
+    const p = url.searchParams
+    const clientId = p.get('client_id') ?? ''
+    const redirectUri = p.get('redirect_uri') ?? ''
+    const challenge = p.get('code_challenge') ?? ''
+    if (!this.clients.has(clientId) || p.get('response_type') !== 'code' || p.get('code_challenge_method') !== 'S256' || challenge === '' || redirectUri === '') {
+      return this.json(res, 400, { error: 'invalid_request' })
+    }
+    const scope = p.get('scope') ?? 'news:read'
+    this.authorizationScopes.push(scope)
+    const code = randomBytes(16).toString('base64url')
+    this.#codes.set(code, { clientId, redirectUri, challenge, scope, resource: p.get('resource') })
+    const to = new URL(redirectUri)
+    to.searchParams.set('code', code)
+    if (p.get('state') !== null) to.searchParams.set('state', p.get('state') as string)
+    res.writeHead(302, { location: to.href })
+    res.end()
+  }
+
+  /** RFC 7662 §2: protected by the resource server's own credentials. */
+  private async introspect (req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.introspectionHits++
+    const { form, clientId, secret } = await this.clientForm(req)
+    switch (this.introspectionMode) {
+      case 'down':
+        return this.json(res, 503, { error: 'unavailable' })
+      case 'slow':
+        await new Promise(resolve => setTimeout(resolve, this.slowMs).unref())
+        break
+      case 'malformed':
+        return this.json(res, 200, { status: 'fine' })
+    }
+    if (clientId !== this.resourceServer.clientId || secret !== this.resourceServer.clientSecret) return this.json(res, 401, { error: 'invalid_client' })
+    this.json(res, 200, this.opaqueTokens.get(form.get('token') ?? '') ?? { active: false })
   }
 }

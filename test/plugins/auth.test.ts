@@ -328,8 +328,14 @@ t.test('plugin options are validated at registration', async t => {
     [{ issuers: [] }, 'mcp-auth: "issuers" must list at least one issuer'],
     [{ issuers: 'https://idp.example.com' as unknown as string[] }, 'mcp-auth: "issuers" must list at least one issuer'],
     [{ audiences: [] }, 'mcp-auth: "audiences" must list at least one audience'],
-    [{ jwksUri: 'https://idp.example.com/keys' }, 'mcp-auth: give exactly one of "jwksUri" and "jwks"'],
-    [{ jwks: undefined }, 'mcp-auth: give exactly one of "jwksUri" and "jwks"'],
+    [{ jwksUri: 'https://idp.example.com/keys' }, 'mcp-auth: give at most one of "jwksUri" and "jwks"'],
+    [{ jwks: undefined }, 'mcp-auth: give "jwksUri", "jwks" or "introspection": where tokens are checked'],
+    [{ introspection: { endpoint: 'idp.example.com/introspect', clientId: 'rs', clientSecret: 's' } }, 'mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"'],
+    [{ introspection: { endpoint: 'https://idp.example.com/introspect', clientId: '', clientSecret: 's' } }, 'mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"'],
+    [{ introspection: { endpoint: 'https://idp.example.com/introspect', clientId: 'rs' } as never }, 'mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"'],
+    [{ introspection: null as never }, 'mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"'],
+    [{ requiredScopes: 'news:read' as unknown as string[] }, 'mcp-auth: "requiredScopes" must be an array of scope tokens (RFC 6749 §3.3)'],
+    [{ requiredScopes: ['news read'] }, 'mcp-auth: "requiredScopes" must be an array of scope tokens (RFC 6749 §3.3)'],
     [{ resourceMetadataUrl: undefined }, 'mcp-auth: "resourceMetadataUrl" is required'],
     [{ algorithms: ['RS256', 'HS256'] }, 'mcp-auth: algorithm HS256 is not allowed: only asymmetric algorithms verify tokens from a third party'],
     [{ algorithms: ['none'] }, 'mcp-auth: algorithm none is not allowed: only asymmetric algorithms verify tokens from a third party']
@@ -349,9 +355,9 @@ t.test('plugin options are validated at registration', async t => {
     app.get('/p', { onRequest: app.authenticate }, async request => request.auth)
     await app.ready()
     t.equal(app.jwksCache, null)
-    t.same(app.accessTokenVerifier.requiredScopes, ['news:read'], 'news:read is required by default')
+    t.same(app.requiredScopes, [], 'no scope is required by default: the plugin knows nothing of the product')
     const { SignJWT } = await import('jose')
-    const token = await new SignJWT({ scope: 'news:read', sub: 'u1', jti: randomBytes(4).toString('hex') })
+    const token = await new SignJWT({ sub: 'u1', jti: randomBytes(4).toString('hex') })
       .setProtectedHeader({ alg: 'ES256', kid: key.kid }).setIssuer('https://idp.example.com').setAudience('https://news.example.com/mcp')
       .setExpirationTime('5m').sign(key.pair.privateKey)
     const res = await app.inject({ url: '/p', headers: { authorization: `Bearer ${token}` } })

@@ -75,7 +75,8 @@ t.test('the plugin on its own', async t => {
 
   t.test('option validation', async t => {
     const cases: Array<[Partial<ProtectedResourceMetadataOptions>, string]> = [
-      [{ resource: undefined }, 'protected-resource-metadata: "resource" is required'],
+      [{ resource: undefined }, 'protected-resource-metadata: "resource" must be an absolute http(s) URL'],
+      [{ resource: '/mcp' }, 'protected-resource-metadata: "resource" must be an absolute http(s) URL'],
       [{ authorizationServers: [] }, 'protected-resource-metadata: "authorizationServers" must list at least one authorization server (RFC 9728 §2; MCP authorization requires it)'],
       [{ authorizationServers: 'https://idp.example.com' as unknown as string[] }, 'protected-resource-metadata: "authorizationServers" must list at least one authorization server (RFC 9728 §2; MCP authorization requires it)']
     ]

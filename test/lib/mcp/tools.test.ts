@@ -65,9 +65,17 @@ t.test('malformed definitions are refused at registration', async t => {
     ['129-character name', { name: 'x'.repeat(129), description: 'd', inputSchema: input }, /is invalid/],
     ['no description', { name: 'n', inputSchema: input }, /^mcp: tool "n" needs a description$/],
     ['blank description', { name: 'n', description: '  ', inputSchema: input }, /needs a description/],
-    ['JSON Schema instead of zod', { name: 'n', description: 'd', inputSchema: { type: 'object' } }, /needs a zod inputSchema/],
-    ['no input schema', { name: 'n', description: 'd' }, /needs a zod inputSchema/],
-    ['non-zod output schema', { name: 'n', description: 'd', inputSchema: input, outputSchema: { type: 'object' } }, /outputSchema must be a zod schema/],
+    ['no input schema', { name: 'n', description: 'd' }, /^mcp: tool "n" needs an inputSchema \(zod 4, JSON Schema or TypeBox\)$/],
+    ['a string as input schema', { name: 'n', description: 'd', inputSchema: 'object' }, /^mcp: tool "n" inputSchema must be a zod 4 schema or a JSON Schema object/],
+    ['an array as output schema', { name: 'n', description: 'd', inputSchema: input, outputSchema: [] }, /^mcp: tool "n" outputSchema must be a zod 4 schema or a JSON Schema object/],
+    ['a zod 3 schema', { name: 'n', description: 'd', inputSchema: { _def: { typeName: 'ZodObject' }, safeParse: () => ({}) } }, /^mcp: tool "n" inputSchema is a zod 3 schema; use zod 4/],
+    ['a JSON Schema of a string', { name: 'n', description: 'd', inputSchema: { type: 'string' } }, /^mcp: tool "n" inputSchema must be an object schema/],
+    ['a JSON Schema ajv refuses', { name: 'n', description: 'd', inputSchema: { type: 'object', properties: { a: { type: 'no-such-type' } } } }, /^mcp: tool "n" inputSchema is not a valid JSON Schema: /],
+    ['a JSON output schema of an array', { name: 'n', description: 'd', inputSchema: input, outputSchema: { type: 'array' } }, /^mcp: tool "n" outputSchema must be an object schema/],
+    ['scopes not an array', { name: 'n', description: 'd', inputSchema: input, scopes: 'news:read' }, /^mcp: tool "n" scopes must be an array of OAuth scope tokens/],
+    ['a scope with a space', { name: 'n', description: 'd', inputSchema: input, scopes: ['news read'] }, /scopes must be an array of OAuth scope tokens/],
+    ['a scope with a quote', { name: 'n', description: 'd', inputSchema: input, scopes: ['a"b'] }, /scopes must be an array of OAuth scope tokens/],
+    ['an empty scope', { name: 'n', description: 'd', inputSchema: input, scopes: [''] }, /scopes must be an array of OAuth scope tokens/],
     ['non-object input schema', { name: 'n', description: 'd', inputSchema: z.string() }, /^mcp: tool "n" inputSchema must be an object schema/],
     ['array input schema', { name: 'n', description: 'd', inputSchema: z.array(z.string()) }, /inputSchema must be an object schema/],
     ['non-object output schema', { name: 'n', description: 'd', inputSchema: input, outputSchema: z.number() }, /outputSchema must be an object schema/],
@@ -84,4 +92,74 @@ t.test('128 characters of the allowed alphabet are a valid name', async t => {
   const name = 'Az09_.-'.repeat(18).slice(0, 128)
   registry.register({ name, description: 'd', inputSchema: input }, handler)
   t.equal(registry.get(name)?.definition.name, name)
+})
+
+t.test('a plain JSON Schema (Fastify style) is listed as given and validated with ajv', async t => {
+  const registry = new ToolRegistry()
+  const inputSchema = {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    type: 'object',
+    properties: { email: { type: 'string', format: 'email' }, n: { type: 'integer', minimum: 1, default: 5 } },
+    required: ['email'],
+    additionalProperties: false
+  } as const
+  registry.register({ name: 'json', description: 'JSON Schema tool', inputSchema, outputSchema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } }, handler)
+  const tool = registry.get('json')
+  const { $schema: _dialect, ...published } = inputSchema
+  t.same(tool?.definition.inputSchema, published, 'the schema as written, without a $schema a client may not bundle')
+  t.same(tool?.checkInput({ email: 'a@example.com' }), { success: true, data: { email: 'a@example.com', n: 5 } }, 'defaults filled in, as Fastify does')
+  t.same(tool?.checkInput({ email: 'not-an-email' }), { success: false, issues: 'email: must match format "email"' }, 'formats are checked (ajv-formats)')
+  t.same(tool?.checkInput({}), { success: false, issues: "(arguments): must have required property 'email'" })
+  t.same(tool?.checkInput({ email: 'a@example.com', n: 0 }), { success: false, issues: 'n: must be >= 1' })
+  t.equal(tool?.checkOutput?.({ ok: true }).success, true)
+  t.same(tool?.checkOutput?.({ ok: 'yes' }), { success: false, issues: 'ok: must be boolean' })
+})
+
+t.test('TypeBox schemas (both packages) are JSON Schema: listed without their symbols, validated with ajv, typed by Static<>', async t => {
+  const { Type } = await import('@sinclair/typebox')
+  const { Type: Type1 } = await import('typebox')
+  const registry = new ToolRegistry()
+  const seen: Array<{ city: string, days: number }> = []
+  registry.register({
+    name: 'weather',
+    description: 'TypeBox 0.34',
+    inputSchema: Type.Object({ city: Type.String({ minLength: 1 }), days: Type.Integer({ minimum: 1, maximum: 7, default: 1 }) }),
+    outputSchema: Type.Object({ summary: Type.String() })
+  }, (args) => {
+    // Static<> types the arguments: these assignments would not compile otherwise.
+    const city: string = args.city
+    const days: number = args.days
+    seen.push({ city, days })
+    return { content: [], structuredContent: { summary: `${city} ${days}` } }
+  })
+  registry.register({ name: 'weather1', description: 'TypeBox 1.x', inputSchema: Type1.Object({ city: Type1.String() }) }, handler)
+  const tool = registry.get('weather')
+  t.same(tool?.definition.inputSchema, {
+    type: 'object',
+    properties: { city: { type: 'string', minLength: 1 }, days: { type: 'integer', minimum: 1, maximum: 7, default: 1 } },
+    required: ['city', 'days']
+  })
+  t.equal(Object.getOwnPropertySymbols(tool?.definition.inputSchema).length, 0, 'no TypeBox symbols in what clients see')
+  t.same(tool?.checkInput({ city: 'Oslo' }), { success: true, data: { city: 'Oslo', days: 1 } })
+  t.same(tool?.checkInput({ city: 'Oslo', days: 9 }), { success: false, issues: 'days: must be <= 7' })
+  t.same(tool?.checkOutput?.({ summary: 1 }), { success: false, issues: 'summary: must be string' })
+  t.same(registry.get('weather1')?.checkInput({ city: 3 }), { success: false, issues: 'city: must be string' })
+  await tool?.handler({ city: 'Oslo', days: 2 }, {} as never)
+  t.same(seen, [{ city: 'Oslo', days: 2 }])
+})
+
+t.test('scopes: recorded per tool, collected, and used to filter a listing', async t => {
+  const registry = new ToolRegistry()
+  registry.register({ name: 'open', description: 'No scope of its own', inputSchema: input }, handler)
+  t.equal(registry.listPermitted([]), registry.list(), 'while no tool has scopes, everyone sees the one full list')
+  registry.register({ name: 'admin', description: 'Needs admin', inputSchema: input, scopes: ['news:admin', 'news:admin'] }, handler)
+  registry.register({ name: 'write', description: 'Needs write and admin', inputSchema: input, scopes: ['news:write', 'news:admin'] }, handler)
+  t.same(registry.get('admin')?.scopes, ['news:admin'], 'duplicates dropped')
+  t.same(registry.scopes().sort(), ['news:admin', 'news:write'])
+  t.same(registry.listPermitted(['news:read']).tools.map(x => x.name), ['open'])
+  t.same(registry.listPermitted(['news:admin']).tools.map(x => x.name), ['open', 'admin'])
+  t.same(registry.listPermitted(['news:write', 'news:admin']).tools.map(x => x.name), ['open', 'admin', 'write'])
+  t.equal(registry.listPermitted(['news:admin']), registry.listPermitted(['news:admin']), 'one result per scope set, reused')
+  for (let i = 0; i < 70; i++) registry.listPermitted([`s${i}`])
+  t.same(registry.listPermitted(['news:admin']).tools.map(x => x.name), ['open', 'admin'], 'the bounded cache evicts, answers stay right')
 })
