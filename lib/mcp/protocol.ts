@@ -112,7 +112,9 @@ function shortString (value: unknown): string | undefined {
   if (value.length <= CLIENT_INFO_MAX_LENGTH) return value
   // Never cut a surrogate pair in half: the log line would carry a lone surrogate.
   const end = /[\uD800-\uDBFF]/.test(value[CLIENT_INFO_MAX_LENGTH - 1] as string) ? CLIENT_INFO_MAX_LENGTH - 1 : CLIENT_INFO_MAX_LENGTH
-  return value.slice(0, end)
+  // A copy, not a slice: V8 makes a slice of a long string point into it, so
+  // the session would keep the whole megabyte alive behind its 64 characters.
+  return Buffer.from(value.slice(0, end), 'utf8').toString('utf8')
 }
 
 /**
