@@ -138,6 +138,7 @@ export class RedisSessionStore implements SessionStore {
     this.#listening = false
     this.#generation++
   }
+
   readonly #onReady = (): void => { this.#subscribe() }
 
   constructor (link: RedisLink, opts: RedisSessionStoreOptions) {
