@@ -15,7 +15,8 @@ import {
   PROTOCOL_VERSION, echoCallMessage, expectResult, initializeMessage, mcpHeaders, openSession, post, toolsCallMessage, toolsListMessage
 } from './lib/mcp-client.js'
 import { freshClients, hammer } from './lib/load.js'
-import { aggregate, markdown } from './lib/report.js'
+import { aggregate, markdown, median } from './lib/report.js'
+import { startRedis } from './lib/redis.js'
 
 const require = createRequire(import.meta.url)
 const settings = benchSettings()
@@ -40,6 +41,9 @@ guardProcess((measurements * 1.3 + 240 + (settings.profile ? settings.profileDur
 const targets = {}
 const notes = []
 let fixtures
+let redis
+/** Redis commands per request, per scenario, in the Redis mode (issue 9, point 8). */
+const redisPerRequest = {}
 
 /** One measurement of one scenario on one target, with its setup: a fresh session, a warm cache. */
 async function measure (scenario, target, duration) {
@@ -63,6 +67,7 @@ async function measure (scenario, target, duration) {
   const hitsBefore = target.kind === 'app' ? (await ask(fixtures.child, 'hits')).upstream : undefined
   const connections = scenario.connections ?? settings.connections
   await ask(target.child, 'gcReset')
+  const commandsBefore = target.redis ? await redis.commands() : undefined
   const serverCpu = await ask(target.child, 'cpu')
   const ownCpu = process.cpuUsage()
   const started = performance.now()
@@ -75,6 +80,11 @@ async function measure (scenario, target, duration) {
   result.loadCpu = cpuShare(process.cpuUsage(ownCpu))
   result.gc = await ask(target.child, 'gc')
   if (hitsBefore !== undefined) result.upstreamHits = (await ask(fixtures.child, 'hits')).upstream - hitsBefore
+  // The second INFO counts itself: one command less.
+  if (commandsBefore !== undefined) {
+    const perRequest = (await redis.commands() - commandsBefore - 1) / Math.max(1, result.ok + result.non2xx)
+    ;(redisPerRequest[scenario.name] ??= []).push(perRequest)
+  }
 
   if (message !== undefined) await expectResult(url, headers, message)
   // Close it as a client would, so sessions do not pile up across measurements.
@@ -94,6 +104,10 @@ async function deleteSession (url, { 'content-type': _, ...headers }) {
 async function startTargets () {
   const app = await startChild(SERVE, { name: 'this server', options: { kind: 'app', env: thisServerEnv(fixtures), logLevel: LOG_LEVEL } })
   targets.app = { kind: 'app', label: 'this server', child: app.child, url: app.ready.url }
+  // Redis mode (issue 9): the same server with REDIS_URL, sessions and rate-limit counters in a local Redis.
+  redis = await startRedis()
+  const appRedis = await startChild(SERVE, { name: 'this server (Redis)', options: { kind: 'app', env: thisServerEnv(fixtures, { REDIS_URL: redis.url }), logLevel: LOG_LEVEL } })
+  targets.appRedis = { kind: 'app', label: 'this server (Redis)', child: appRedis.child, url: appRedis.ready.url, redis: true }
   const appStateless = await startChild(SERVE, { name: 'this server (stateless)', options: { kind: 'app', env: thisServerEnv(fixtures, { MCP_STATELESS: 'true' }), logLevel: LOG_LEVEL } })
   targets.appStateless = { kind: 'app', label: 'this server', child: appStateless.child, url: appStateless.ready.url }
 
@@ -128,7 +142,7 @@ function targetsOf (scenario) {
   if (scenario.set === 'tail') return [targets.bare, targets.app]
   return scenario.mode === 'stateless'
     ? [targets.bare, targets.referenceStateless, targets.appStateless]
-    : [targets.bare, targets.reference, targets.app]
+    : [targets.bare, targets.reference, targets.app, targets.appRedis]
 }
 
 async function sessionMemory () {
@@ -208,7 +222,17 @@ async function main () {
     'This server runs with its defaults (sessions capped at 100 per subject, the per-subject rate limiter on with its limit raised out of reach); ' +
     'the stateful reference closes its oldest session past 1,000, so the fresh-client run stays bounded.')
 
+  const sessionCall = table['session tools/call']
+  const redisRatio = sessionCall['this server (Redis)'].rps / sessionCall['this server'].rps
+  const perCpuRatio = sessionCall['this server (Redis)'].perCpu / sessionCall['this server'].perCpu
+  notes.push(`Redis mode (issue 9): session tools/call at ${(100 * redisRatio).toFixed(0)} % of the in-memory mode's req/s ` +
+    `(${(100 * perCpuRatio).toFixed(0)} % per server CPU-s; goal ≥ 60 %: ${redisRatio >= 0.6 ? 'met' : '**not met**'}). ` +
+    'Redis commands per request (median over rounds): ' +
+    Object.entries(redisPerRequest).map(([name, values]) => `${name} ${median(values).toFixed(2)}`).join(', ') +
+    '. Redis runs on the same cores as everything else.')
+
   for (const t of Object.values(targets)) if (t.child !== undefined) await stopChild(t.child)
+  await redis.stop()
   const memory = await sessionMemory()
 
   let profile

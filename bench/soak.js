@@ -4,7 +4,9 @@
 // passes when nothing failed, and the figures are for a human to read.
 // `npm run bench:soak`; settings: SOAK_DURATION (s, 180), SOAK_CONNECTIONS
 // (workers, 32), SOAK_IDLE_TTL (the server's MCP_SESSION_IDLE_TTL_SEC, 30),
-// SOAK_INTERVAL (s per throughput row, 10).
+// SOAK_INTERVAL (s per throughput row, 10), SOAK_REDIS=1 (issue 9: two
+// replicas sharing one local Redis, every client's requests spread over both,
+// and Redis's own memory and keys checked after the drain).
 //
 // Three kinds of client, each as its own token subject (the session cap is
 // per subject, and one flood must not decide what happens to the others):
@@ -26,6 +28,7 @@ import {
   deleteSession, initializeMessage, initializedNotification, mcpHeaders, post, sessionOf, toolsCallMessage, toolsListMessage
 } from './lib/mcp-client.js'
 import { SoakRecord } from './lib/soak-record.js'
+import { startRedis } from './lib/redis.js'
 import { soakMarkdown } from './lib/soak-report.js'
 
 const settings = soakSettings()
@@ -50,9 +53,14 @@ guardProcess((settings.duration + 1.5 * settings.idleTtlSec + 180) * 1000)
 const agent = new Agent({ connections: settings.connections, pipelining: 1, headersTimeout: 10_000, bodyTimeout: 10_000 })
 const stop = new AbortController()
 let record
-let url
+let urls
 let tokens
 let server
+let servers
+let redis
+let turn = 0
+/** The next replica, round robin: a load balancer without sticky sessions. */
+const target = () => urls[turn++ % urls.length]
 
 /** Waits `ms`, or less if the load stops; true if the load is still on. */
 async function pause (ms) {
@@ -102,11 +110,11 @@ const noContent = (status) => (res) => res.status === status ? undefined : ['une
 
 /** initialize, then notifications/initialized: the session, or undefined (the failure is recorded). */
 async function open (role, token) {
-  const init = await send(role, 'initialize', () => post(url, mcpHeaders(token), initializeMessage(), agent),
+  const init = await send(role, 'initialize', () => post(target(), mcpHeaders(token), initializeMessage(), agent),
     res => rpcResult(res) ?? (typeof res.headers['mcp-session-id'] === 'string' ? undefined : ['answer without a result', 'no Mcp-Session-Id']))
   if (init === undefined) return undefined
   const session = sessionOf(init.headers, init.message.result)
-  const note = await send(role, 'notifications/initialized', () => post(url, mcpHeaders(token, session), initializedNotification, agent), noContent(202))
+  const note = await send(role, 'notifications/initialized', () => post(target(), mcpHeaders(token, session), initializedNotification, agent), noContent(202))
   return note === undefined ? undefined : session
 }
 
@@ -126,7 +134,7 @@ async function steadyWorker () {
     while (!stop.signal.aborted) {
       const list = ++id % 4 === 0
       const res = await send('steady', list ? 'tools/list' : 'tools/call',
-        () => post(url, headers, list ? toolsListMessage(id) : toolsCallMessage(id), agent), rpcResult)
+        () => post(target(), headers, list ? toolsListMessage(id) : toolsCallMessage(id), agent), rpcResult)
       // A failure is recorded; a lost session is replaced rather than failing every request after it.
       if (res === undefined) break
     }
@@ -142,13 +150,18 @@ async function churnWorker () {
       await pause(200)
       continue
     }
-    await send('churn', 'tools/call', () => post(url, mcpHeaders(token, session), toolsCallMessage(2), agent), rpcResult)
-    await send('churn', 'DELETE', () => deleteSession(url, token, session, agent), noContent(200))
+    await send('churn', 'tools/call', () => post(target(), mcpHeaders(token, session), toolsCallMessage(2), agent), rpcResult)
+    await send('churn', 'DELETE', () => deleteSession(target(), token, session, agent), noContent(200))
   }
 }
 
+/** Sessions as the deployment holds them: the server's store, or Redis when the replicas share one. */
+async function heldSessions () {
+  return redis !== undefined ? await redis.sessions() : await ask(server, 'sessions')
+}
+
 async function idleSessions (subject) {
-  return (await ask(server, 'sessions')).bySubject[subject] ?? 0
+  return (await heldSessions()).bySubject[subject] ?? 0
 }
 
 /** Runs `count` tasks, `concurrency` at a time. */
@@ -166,7 +179,7 @@ async function pooled (count, concurrency, task) {
 async function idleCycles () {
   const token = tokens[SUBJECTS.idle]
   const listProbe = (kind, session, expectedStatus) => send('idle', kind,
-    () => post(url, mcpHeaders(token, session), toolsListMessage(3), agent), rpcResult, expectedStatus)
+    () => post(target(), mcpHeaders(token, session), toolsListMessage(3), agent), rpcResult, expectedStatus)
   const idle = { bursts: 0, opened: 0, expiredChecks: 0 }
   while (!stop.signal.aborted) {
     const opened = []
@@ -199,24 +212,36 @@ async function main () {
     `(${steadyWorkers} steady, ${churnWorkers} churn, ${idleWorkers} idle), idle TTL ${settings.idleTtlSec} s`)
   const fixtures = await startFixtures({ subjects: Object.values(SUBJECTS) })
   tokens = fixtures.tokens
+  if (settings.redis) redis = await startRedis()
   const env = thisServerEnv(fixtures, {
     MCP_SESSION_IDLE_TTL_SEC: String(settings.idleTtlSec),
-    MCP_MAX_SESSIONS_PER_SUBJECT: String(PER_SUBJECT_CAP)
+    MCP_MAX_SESSIONS_PER_SUBJECT: String(PER_SUBJECT_CAP),
+    // Rate-limit counters expire within the drain, so that Redis can be checked for leftovers.
+    ...(redis !== undefined && { REDIS_URL: redis.url, MCP_RATE_LIMIT_WINDOW_SEC: String(Math.min(60, settings.idleTtlSec)) })
   })
-  const app = await startChild(SERVE, { name: 'this server', execArgv: ['--expose-gc'], options: { kind: 'app', env, logLevel: LOG_LEVEL } })
-  server = app.child
-  url = app.ready.url
-  log(`this server ${url}`)
+  servers = []
+  for (const name of redis !== undefined ? ['replica A', 'replica B'] : ['this server']) {
+    const app = await startChild(SERVE, { name, execArgv: ['--expose-gc'], options: { kind: 'app', env, logLevel: LOG_LEVEL } })
+    servers.push({ name, child: app.child, url: app.ready.url })
+  }
+  server = servers[0].child
+  urls = servers.map(s => s.url)
+  log(servers.map(s => `${s.name} ${s.url}`).join(', '))
+  const redisStart = redis === undefined ? undefined : { usedMemory: await redis.usedMemory(), keys: await redis.keys() }
 
   const memory = { boot: await ask(server, 'memory') }
   // Warm the news cache (one upstream call), so every later tools/call is a hit; then the baseline.
   record = new SoakRecord(performance.now(), settings.intervalSec * 1000)
   const warm = await open('warm-up', tokens[SUBJECTS.steady])
-  if (warm === undefined || await send('warm-up', 'tools/call', () => post(url, mcpHeaders(tokens[SUBJECTS.steady], warm), toolsCallMessage(), agent), rpcResult) === undefined) {
-    throw new Error(`warm-up failed: ${record.samples.join('; ')}`)
+  // Every replica warms its own news cache (issue 9's shared cache is another engineer's).
+  for (const u of urls) {
+    if (warm === undefined || await send('warm-up', 'tools/call', () => post(u, mcpHeaders(tokens[SUBJECTS.steady], warm), toolsCallMessage(), agent), rpcResult) === undefined) {
+      throw new Error(`warm-up failed: ${record.samples.join('; ')}`)
+    }
   }
-  await deleteSession(url, tokens[SUBJECTS.steady], warm, agent)
+  await deleteSession(urls[0], tokens[SUBJECTS.steady], warm, agent)
   memory.start = await ask(server, 'settledMemory')
+  const startOfB = servers[1] === undefined ? undefined : await ask(servers[1].child, 'settledMemory')
   const hitsStart = await ask(fixtures.child, 'hits')
   const cpuStart = await ask(server, 'cpu')
   const ownCpuStart = process.cpuUsage()
@@ -255,19 +280,43 @@ async function main () {
 
   // Drain: the steady clients close their sessions; whatever else is left must expire.
   for (const session of longLived) {
-    await send('steady', 'DELETE', () => deleteSession(url, tokens[SUBJECTS.steady], session, agent), noContent(200))
+    await send('steady', 'DELETE', () => deleteSession(target(), tokens[SUBJECTS.steady], session, agent), noContent(200))
   }
   const drainStarted = Date.now()
-  let sessionsAfterDrain = await ask(server, 'sessions')
-  while (sessionsAfterDrain.size > 0 && Date.now() - drainStarted < EXPIRY_WAIT_MS) {
-    await sleep(1000)
-    sessionsAfterDrain = await ask(server, 'sessions')
+  // Drained when no replica holds a session (nor a copy of one) and Redis holds no more keys than before the load.
+  const drained = async () => {
+    const held = await heldSessions()
+    let copies = 0
+    for (const s of servers) copies += (await ask(s.child, 'sessions')).size
+    const keys = redis === undefined ? 0 : await redis.keys() - redisStart.keys
+    return { held, done: held.size === 0 && copies === 0 && keys <= 0 }
   }
+  let state = await drained()
+  while (!state.done && Date.now() - drainStarted < EXPIRY_WAIT_MS + (redis === undefined ? 0 : 60_000)) {
+    await sleep(1000)
+    state = await drained()
+  }
+  const sessionsAfterDrain = state.held
   if (sessionsAfterDrain.size !== 0) {
     record.error('soak', 'drain', 'sessions left after the drain', JSON.stringify(sessionsAfterDrain.bySubject))
   }
   memory.end = await ask(server, 'settledMemory')
   const hitsEnd = await ask(fixtures.child, 'hits')
+  const replicaNotes = []
+  if (redis !== undefined) {
+    const endOfB = await ask(servers[1].child, 'settledMemory')
+    const redisEnd = { usedMemory: await redis.usedMemory(), keys: await redis.keys() }
+    const grew = redisEnd.usedMemory - redisStart.usedMemory
+    if (redisEnd.keys > redisStart.keys) record.error('soak', 'drain', 'keys left in Redis after the drain', `${redisEnd.keys} keys, ${redisStart.keys} before the load`)
+    replicaNotes.push('', '### Redis mode (issue 9)', '',
+      'Two replicas (A and B, each in its own process) share one local redis-server; every request goes to the next replica in turn (no sticky sessions), so a session is opened on one replica and used and deleted on the other. The figures above are replica A\'s.', '',
+      '| | before the load | after the drain |', '| --- | ---: | ---: |',
+      `| replica B RSS | ${(startOfB.rss / 2 ** 20).toFixed(1)} MB | ${(endOfB.rss / 2 ** 20).toFixed(1)} MB |`,
+      `| replica B heapUsed | ${(startOfB.heapUsed / 2 ** 20).toFixed(1)} MB | ${(endOfB.heapUsed / 2 ** 20).toFixed(1)} MB |`,
+      `| Redis used_memory | ${(redisStart.usedMemory / 2 ** 10).toFixed(0)} KiB | ${(redisEnd.usedMemory / 2 ** 10).toFixed(0)} KiB (${grew >= 0 ? '+' : ''}${(grew / 2 ** 10).toFixed(0)} KiB) |`,
+      `| Redis keys | ${redisStart.keys} | ${redisEnd.keys} |`)
+    await redis.stop()
+  }
 
   const report = soakMarkdown({
     machine: { ...m, loadStart, loadEnd: loadavg() },
@@ -284,9 +333,10 @@ async function main () {
     startedAt: startedAt.toISOString().replace(/\.\d+Z$/, 'Z'),
     elapsedSec: (Date.now() - startedAt) / 1000
   })
-  writeFileSync(join(BENCH_DIR, 'soak-results.md'), report)
-  console.log(report)
-  log('written to bench/soak-results.md')
+  const full = report + (replicaNotes.length > 0 ? replicaNotes.join('\n') + '\n' : '')
+  writeFileSync(join(BENCH_DIR, redis !== undefined ? 'soak-redis-results.md' : 'soak-results.md'), full)
+  console.log(full)
+  log(`written to bench/${redis !== undefined ? 'soak-redis-results.md' : 'soak-results.md'}`)
   return record.errorCount
 }
 

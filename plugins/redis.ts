@@ -30,6 +30,7 @@ export class SharedRedis {
   #subscriber: Redis | undefined
   #available = false
   #lastError: string | undefined
+  #outageLogged = false
 
   constructor (readonly options: Required<RedisPluginOptions>, private readonly log: FastifyInstance['log']) {
     this.prefix = options.keyPrefix
@@ -38,6 +39,7 @@ export class SharedRedis {
       if (!this.#available) log.info('Redis connection ready')
       this.#available = true
       this.#lastError = undefined
+      this.#outageLogged = false
     })
     this.client.on('error', (err: Error) => this.#failed(err))
     this.client.on('close', () => {
@@ -60,11 +62,16 @@ export class SharedRedis {
   }
 
   #failed (err: Error): void {
-    // Log each distinct failure once, not once per reconnect attempt. The
-    // message names host and port at most: ioredis never puts the password in it.
+    // One warning per outage, not one per reconnect attempt (nor one per
+    // flavour of failure: a refused connect and a timed-out one alternate
+    // on a loaded host); the rest at debug level. The message names host
+    // and port at most: ioredis never puts the password in it.
     const message = err.message
     if (redisChannel.hasSubscribers) redisChannel.publish({ outcome: 'error' })
-    if (message !== this.#lastError) this.log.warn({ err: { message, code: (err as NodeJS.ErrnoException).code } }, 'Redis error')
+    const line = { err: { message, code: (err as NodeJS.ErrnoException).code } }
+    if (!this.#outageLogged) this.log.warn(line, 'Redis error')
+    else if (message !== this.#lastError) this.log.debug(line, 'Redis error, again')
+    this.#outageLogged = true
     this.#lastError = message
   }
 
@@ -87,7 +94,8 @@ export class SharedRedis {
   get subscriber (): Redis {
     if (this.#subscriber === undefined) {
       this.#subscriber = new Redis(this.options.url, { ...this.#clientOptions('subscriber'), enableOfflineQueue: true })
-      this.#subscriber.on('error', (err: Error) => this.#failed(err))
+      // Same server, same failures: the main connection's log lines tell them; here only at debug level.
+      this.#subscriber.on('error', (err: Error) => { this.log.debug({ err: { message: err.message } }, 'Redis subscriber error') })
     }
     return this.#subscriber
   }

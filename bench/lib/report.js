@@ -74,9 +74,9 @@ export function markdown ({ machine, settings, versions, scenarios, table, memor
   for (const scenario of scenarios) {
     const row = table[scenario.name]
     if (row === undefined) continue
-    // The target under test is the last one; bare is the first; the reference, where there is one, sits between.
+    // Bare is the first target; the one under test is this server (in memory) where it runs, else the last one.
     const bare = row[scenario.targets[0].label]
-    const app = row[scenario.targets[scenario.targets.length - 1].label]
+    const app = row['this server'] ?? row[scenario.targets[scenario.targets.length - 1].label]
     const reference = row.reference
     const r = ratios[scenario.name] = {
       ofBare: ratio(app?.rps, bare?.rps),

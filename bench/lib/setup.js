@@ -43,7 +43,8 @@ export function soakSettings () {
     duration: positive('SOAK_DURATION', 180),
     connections,
     idleTtlSec: Math.round(positive('SOAK_IDLE_TTL', 30)),
-    intervalSec: positive('SOAK_INTERVAL', 10)
+    intervalSec: positive('SOAK_INTERVAL', 10),
+    redis: process.env.SOAK_REDIS === '1' || process.env.SOAK_REDIS === 'true'
   }
 }
 

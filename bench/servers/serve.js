@@ -36,7 +36,11 @@ function sessions () {
   const store = fastify?.appContext?.mcpSessions
   if (store === undefined) throw new Error('this target has no mcpSessions')
   const bySubject = {}
-  for (const { subject } of store.values()) bySubject[subject] = (bySubject[subject] ?? 0) + 1
+  for (const { subject: owner } of store.values()) {
+    // A session's owner is [principal, client] (issue 8, point 8); count by the principal's name.
+    const subject = owner.startsWith('[') ? JSON.parse(owner)[0].replace(/^(user|client):/, '') : owner
+    bySubject[subject] = (bySubject[subject] ?? 0) + 1
+  }
   return { size: store.size, bySubject }
 }
 

@@ -9,11 +9,11 @@ export interface RedisEventStoreOptions extends EventStoreOptions {
 }
 
 // One Redis Stream per SSE stream, `<p>events:<session>:<stream>`, with the
-// event's sequence as the entry id (0-<seq>): bounded (MAXLEN ~), expiring
+// event's sequence as the entry id (0-<seq>): bounded (MAXLEN, exact: streams are short), expiring
 // (PEXPIRE), and announced on `<p>events` so that a replica following the
 // stream for a resumed client forwards it at once.
 const APPEND = `local key = KEYS[1]
-redis.call('XADD', key, 'MAXLEN', '~', ARGV[1], '0-' .. ARGV[2], 'd', ARGV[3], 'f', ARGV[4])
+redis.call('XADD', key, 'MAXLEN', ARGV[1], '0-' .. ARGV[2], 'd', ARGV[3], 'f', ARGV[4])
 redis.call('PEXPIRE', key, ARGV[5])
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 `

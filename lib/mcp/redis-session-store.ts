@@ -95,6 +95,8 @@ interface Cached {
   session: McpSession
   /** When the last refresh that Redis acknowledged was sent: the key lives at least until this + TTL. */
   refreshedAt: number
+  /** The subscription it was read under: a copy read before a lost subscription may have missed a deletion. */
+  generation: number
   refreshing: boolean
 }
 
@@ -110,7 +112,9 @@ interface Cached {
  *   replica's last acknowledged refresh could have run out (other replicas
  *   can only push it later); past that the replica asks Redis;
  * - while the subscription is down (Redis lost, reconnecting) no copy is
- *   trusted, and every request asks Redis.
+ *   trusted, and every request asks Redis; a copy read before the loss is
+ *   not trusted again until Redis has been asked (it may have missed a
+ *   deletion meanwhile).
  * The stale-read window is thus the pub/sub delivery delay of a deletion made
  * on another replica (well under a millisecond on one network), for a request
  * that races the DELETE; never longer.
@@ -126,10 +130,15 @@ export class RedisSessionStore implements SessionStore {
   /** How long before the known expiry a copy stops being trusted (clock drift, command latency). */
   readonly #margin: number
   #listening = false
+  #generation = 0
   #closed = false
   readonly #sweeper: NodeJS.Timeout
   readonly #onMessage = (channel: string, message: string): void => this.#message(channel, message)
-  readonly #onClose = (): void => { this.#listening = false }
+  readonly #onClose = (): void => {
+    this.#listening = false
+    this.#generation++
+  }
+
   readonly #onReady = (): void => { this.#subscribe() }
 
   constructor (link: RedisLink, opts: RedisSessionStoreOptions) {
@@ -163,7 +172,7 @@ export class RedisSessionStore implements SessionStore {
   #subscribe (): void {
     this.#link.subscriber.subscribe(this.#endedChannel, this.#cancelChannel).then(
       () => { if (!this.#closed) this.#listening = true },
-      // Lost with the connection: the next 'ready' subscribes again, and until then no copy is trusted.
+      /* c8 ignore next -- lost with the connection (timing): the next 'ready' subscribes again, and until then no copy is trusted */
       () => {}
     )
   }
@@ -198,14 +207,14 @@ export class RedisSessionStore implements SessionStore {
     const session: McpSession = {
       id, subject, protocolVersion, clientInfo, createdAt: reply[2] as number, lastSeen: sentAt, stream: undefined, inflight: undefined
     }
-    this.#cache.set(id, { session, refreshedAt: sentAt, refreshing: false })
+    this.#cache.set(id, { session, refreshedAt: sentAt, generation: this.#generation, refreshing: false })
     return session
   }
 
   use (id: string, subject: string): McpSession | undefined | Promise<McpSession | undefined> {
     const now = Date.now()
     const cached = this.#cache.get(id)
-    if (cached !== undefined && this.#listening && now < cached.refreshedAt + this.#opts.idleTtlMs - this.#margin) {
+    if (cached !== undefined && this.#listening && cached.generation === this.#generation && now < cached.refreshedAt + this.#opts.idleTtlMs - this.#margin) {
       if (cached.session.subject !== subject) return undefined
       cached.session.lastSeen = now
       if (now - cached.refreshedAt >= this.#opts.refreshEveryMs) this.#refresh(cached, now)
@@ -219,10 +228,12 @@ export class RedisSessionStore implements SessionStore {
     if (cached.refreshing) return
     cached.refreshing = true
     const session = cached.session
+    const generation = this.#generation
     this.#commands.mcpSessionUse(this.#link.prefix, session.id, session.subject, this.#opts.idleTtlMs).then(reply => {
       cached.refreshing = false
+      // Gone behind this replica's back (an operator's FLUSHDB, a message lost with a connection).
       if (reply === null) this.#endLocal(session.id, 'expired')
-      else cached.refreshedAt = now
+      else if (generation === this.#generation) cached.refreshedAt = now
     }, () => {
       // Redis failed: the copy ages out of trust, and the next request asks Redis (503 if it is still down).
       cached.refreshing = false
@@ -230,6 +241,7 @@ export class RedisSessionStore implements SessionStore {
   }
 
   async #load (id: string, subject: string, now: number): Promise<McpSession | undefined> {
+    const generation = this.#generation
     let reply: Awaited<ReturnType<SessionCommands['mcpSessionUse']>>
     try {
       reply = await this.#commands.mcpSessionUse(this.#link.prefix, id, subject, this.#opts.idleTtlMs)
@@ -244,6 +256,7 @@ export class RedisSessionStore implements SessionStore {
     const cached = this.#cache.get(id)
     if (cached !== undefined) {
       cached.refreshedAt = now
+      cached.generation = generation
       cached.session.lastSeen = now
       return cached.session
     }
@@ -257,7 +270,7 @@ export class RedisSessionStore implements SessionStore {
       stream: undefined,
       inflight: undefined
     }
-    this.#cache.set(id, { session, refreshedAt: now, refreshing: false })
+    this.#cache.set(id, { session, refreshedAt: now, generation, refreshing: false })
     return session
   }
 

@@ -131,3 +131,21 @@ t.test('Redis stopped and restarted in the middle of a run: 503 with Retry-After
   t.equal(transport.sessionId, session, 'no re-initialization was needed')
   t.same(rejections, [], 'no unhandled promise rejection')
 })
+
+t.test('Redis failing between the session check and the deletion: 503, and the session is still there after', async t => {
+  const redis = await RedisServer.start(t)
+  const [a] = await replicas(t, redis)
+  const token = await issuer.token()
+  const init = await post(a, token, initializeBody())
+  const session = init.headers.get('mcp-session-id') as string
+  t.equal((await post(a, token, PING, session)).status, 200)
+  // Commands fail while the subscription (and so the session copy) is still good.
+  a.ctx.app.redis.client.disconnect()
+  await until('the command connection is down', () => !a.ctx.app.redis.available)
+  const del = await fetch(`${a.base}/mcp`, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'mcp-session-id': session } })
+  t.equal(del.status, 503)
+  t.ok(Number(del.headers.get('retry-after')) > 0)
+  await a.ctx.app.redis.client.connect()
+  await until('reconnected', () => a.ctx.app.redis.available)
+  t.equal((await post(a, token, PING, session)).status, 200, 'the session was not deleted')
+})

@@ -135,6 +135,8 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
     ctx.sendProgress(1)
     holding.resolve()
     await released.promise
+    // Progress after the client may have lost the stream: it is kept for a resume.
+    ctx.sendProgress(2)
     return { content: [{ type: 'text', text: `finished; cancelled: ${String(ctx.signal.aborted)}` }] }
   })
   const lateProgress = deferred<void>()

@@ -522,7 +522,8 @@ t.test('progress streams the answer as SSE (basic/utilities "Progress")', async 
       { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 'tok-1', progress: 3, total: 3, message: 'done' } },
       { jsonrpc: '2.0', id: 11, result: { content: [{ type: 'text', text: '3 steps' }] } }
     ])
-    t.match(res.body, /^event: message\ndata: /)
+    // Resumable (transports "Resumability and Redelivery"): a priming event, then every event with an id of its stream.
+    t.match(res.body, /^id: ([A-Za-z0-9_-]+)-0\ndata: \n\nid: \1-1\nevent: message\ndata: /)
   })
 
   t.test('a numeric progressToken works too', async t => {

@@ -36,7 +36,7 @@ t.test('a bad url is refused at registration', async t => {
 
 t.test('the app boots without Redis, is not ready and says why, then becomes ready when Redis comes up', async t => {
   const server = await RedisServer.start(t, { started: false })
-  const ctx = await buildApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '200' }, { skipOverride: true })
+  const ctx = await buildApp(t, { REDIS_URL: server.url, REDIS_CONNECT_TIMEOUT_MS: '2000' }, { skipOverride: true })
   await until('a first connection failure', () => ctx.app.redis.lastError !== undefined)
   let res = await ctx.app.inject({ url: '/ready' })
   t.equal(res.statusCode, 503)

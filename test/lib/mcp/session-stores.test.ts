@@ -210,3 +210,49 @@ t.test('RedisSessionStore across replicas', async t => {
     t.equal(await sessions.use(s.id, ALICE), s, 'the session acknowledged before the outage is still valid')
   })
 })
+
+t.test('RedisSessionStore keeps its copies honest', async t => {
+  async function one (t: Test, l: Limits = {}): Promise<{ sessions: RedisSessionStore, link: Awaited<ReturnType<typeof sharedRedis>>, ended: Made['ended'] }> {
+    const link = await sharedRedis(t, server, `honest${++n}:`)
+    const ended: Made['ended'] = []
+    const sessions = new RedisSessionStore(link, { ...limits(l), refreshEveryMs: 0, onEnd: (s, reason) => { ended.push([s.id, reason]) } })
+    t.teardown(() => sessions.close())
+    await until('subscribed', () => sessions.listening)
+    return { sessions, link, ended }
+  }
+
+  t.test('a key removed behind its back (an operator flushing Redis) ends the copy at the next refresh', async t => {
+    const { sessions, link, ended } = await one(t)
+    const s = await sessions.create(ALICE, 'v', undefined)
+    await link.client.flushdb()
+    t.equal(sessions.use(s.id, ALICE), s, 'answered from the copy once (the refresh runs behind)')
+    await until('the refresh finds it gone', () => ended.length === 1)
+    t.same(ended, [[s.id, 'expired']])
+    t.equal(await sessions.use(s.id, ALICE), undefined)
+  })
+
+  t.test('a failed background refresh changes nothing until the copy ages out of trust', async t => {
+    const { sessions, link } = await one(t)
+    const s = await sessions.create(ALICE, 'v', undefined)
+    link.client.disconnect() // commands fail; the subscription stays
+    t.equal(sessions.use(s.id, ALICE), s)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    t.equal(sessions.use(s.id, ALICE), s, 'still the copy, and the next refresh is tried again')
+  })
+
+  t.test('the sweep keeps sessions with an open stream alive in Redis and forgets idle copies only', async t => {
+    const { sessions, link } = await one(t, { idleTtlMs: 5000 })
+    const streaming = await sessions.create(ALICE, 'v', undefined)
+    const idle = await sessions.create(ALICE, 'v', undefined)
+    streaming.stream = {} as McpSession['stream']
+    const key = `${link.prefix}session:${streaming.id}`
+    await link.client.pexpire(key, 1000)
+    sessions.sweep(Date.now() + 10)
+    await new Promise(resolve => setTimeout(resolve, 50))
+    t.ok(await link.client.pttl(key) > 4000, 'the streaming session got its TTL back')
+    sessions.sweep(Date.now() + 6000)
+    t.equal(sessions.get(idle.id), undefined, 'the idle copy is forgotten')
+    t.equal(sessions.get(streaming.id), streaming, 'the streaming one kept')
+    streaming.stream = undefined
+  })
+})

@@ -1,0 +1,49 @@
+// A throwaway redis-server for the Redis modes of the bench and the soak:
+// 127.0.0.1, a free port, no persistence, killed with the bench.
+import { spawn } from 'node:child_process'
+import { createServer } from 'node:net'
+import { once } from 'node:events'
+import { Redis } from 'ioredis'
+
+async function freePort () {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address()
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+export async function startRedis () {
+  const port = await freePort()
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+  process.once('exit', () => child.kill('SIGKILL'))
+  const url = `redis://127.0.0.1:${port}`
+  const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n) => n > 100 ? null : 50 })
+  await admin.connect()
+  const stat = async (section, name) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(await admin.info(section))?.[1])
+  return {
+    url,
+    /** Commands Redis has processed so far (the INFO call itself counts one). */
+    commands: () => stat('stats', 'total_commands_processed'),
+    usedMemory: () => stat('memory', 'used_memory'),
+    keys: () => admin.dbsize(),
+    /** Sessions in Redis (key prefix `prefix`), in all and per subject, as the server's `sessions` answer counts them. */
+    async sessions (prefix = 'fnmcp:') {
+      const ids = await admin.keys(`${prefix}session:*`)
+      const owners = ids.length === 0 ? [] : await admin.pipeline(ids.map(id => ['hget', id, 'owner'])).exec()
+      const bySubject = {}
+      for (const [, owner] of owners) {
+        if (typeof owner !== 'string') continue
+        const subject = JSON.parse(owner)[0].replace(/^(user|client):/, '')
+        bySubject[subject] = (bySubject[subject] ?? 0) + 1
+      }
+      return { size: Object.values(bySubject).reduce((a, b) => a + b, 0), bySubject }
+    },
+    async stop () {
+      admin.disconnect()
+      child.kill('SIGKILL')
+      await once(child, 'exit').catch(() => {})
+    }
+  }
+}
