@@ -113,7 +113,8 @@ export interface RedisCacheOptions {
 }
 
 /*
- * Sets an entry and keeps the deployment's bounds in one atomic step: an
+ * Sets an entry and keeps the deployment's bounds in one atomic step (an
+ * entry over the byte bound is not kept, and drops the value it replaces): an
  * index of entries by write time (a sorted set) and their sizes (a hash);
  * the oldest written go first when either bound is passed. Every key carries
  * the retention as its TTL, so nothing outlives it even if the index is lost.
@@ -121,6 +122,12 @@ export interface RedisCacheOptions {
  * (Evicted entries are named by the index, not in KEYS: a single Redis, not a cluster.)
  */
 const SET_BOUNDED = `
+if tonumber(ARGV[2]) > tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('HDEL', KEYS[3], KEYS[1])
+  return -1
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], KEYS[1])
 redis.call('HSET', KEYS[3], KEYS[1], ARGV[2])
@@ -250,12 +257,12 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
   async set (key: string, entry: CacheEntry<V>): Promise<void> {
     this.#local.setNow(key, entry)
     if (!this.#opts.redis.available) return
-    const value = `${entry.storedAt} ${entry.bytes} ${JSON.stringify(entry.value)}`
-    const size = Buffer.byteLength(value)
-    if (size > this.#opts.maxBytes) return
     const { maxEntries, maxBytes, retentionMs, redis } = this.#opts
+    // The bounds count what a replica keeps once it reads the entry (`bytes`),
+    // as the in-memory cache does; the JSON that Redis holds is smaller.
+    const value = entry.bytes > maxBytes ? '' : `${entry.storedAt} ${entry.bytes} ${JSON.stringify(entry.value)}`
     try {
-      await (redis.client as BoundedRedis).newsCacheSet(this.#entryKey(key), redis.key('news', 'index'), redis.key('news', 'sizes'), value, size, entry.storedAt, retentionMs, maxEntries, maxBytes)
+      await (redis.client as BoundedRedis).newsCacheSet(this.#entryKey(key), redis.key('news', 'index'), redis.key('news', 'sizes'), value, entry.bytes, entry.storedAt, retentionMs, maxEntries, maxBytes)
       this.#recovered()
     } catch (err) {
       this.#failed(err)

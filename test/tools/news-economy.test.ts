@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { buildApp, API_KEY, type TestContext } from '../helpers/build-app.js'
 import { toolCaller, type ToolAnswer } from '../helpers/news-tools.js'
 import { freePort } from '../helpers/mcp-app.js'
@@ -37,7 +37,6 @@ function assertKeyNowhere (t: Test, ctx: TestContext, answers: ToolAnswer[]): vo
   }
   t.notOk(ctx.logs.some(line => line.includes(API_KEY)), 'no log line carries the API key')
 }
-type Test = Parameters<Parameters<typeof t.test>[1]>[0]
 
 t.test('connection refused, reset and timeout: the API key appears in no message, result, note or log line (issue 8.11)', async t => {
   const refusedUrl = `http://127.0.0.1:${await freePort()}/query?apikey=${API_KEY}`

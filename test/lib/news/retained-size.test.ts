@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { AlphaVantageClient, type NewsFeed } from '../../../lib/news/alpha-vantage.js'
@@ -29,7 +29,6 @@ async function measure (t: Test, body: unknown): Promise<{ feed: { bytes: number
   const held = heapUsed()
   return { feed: { bytes: feed.bytes, upstreamBytes: feed.upstreamBytes ?? 0, articles: feed.articles.length }, retained: held - before }
 }
-type Test = Parameters<Parameters<typeof t.test>[1]>[0]
 
 t.test('the cache counts what a parsed feed keeps, not the body it came from (issue 8.10)', async t => {
   // The review's case: many tiny entries, where the parsed form is several times the body.

@@ -292,12 +292,12 @@ t.test('defaults: the wall clock, an 80 % warning, no logger needed', async t =>
 t.test('the circuit counts consecutive failures only: fail, succeed, fail leaves it closed at threshold 2 (issue 8.11)', async t => {
   const { service, client } = harness({ retries: 0, circuitThreshold: 2 })
   client.answers = [unavailable(), feed(), unavailable()]
-  await t.rejects(service.query({ tickers: ['A'] }), { kind: 'unavailable' })
+  await t.rejects(service.query({ tickers: ['A'] }), { name: 'AlphaVantageError', kind: 'unavailable' })
   await service.query({ tickers: ['B'] })
-  await t.rejects(service.query({ tickers: ['C'] }), { kind: 'unavailable' })
+  await t.rejects(service.query({ tickers: ['C'] }), { name: 'AlphaVantageError', kind: 'unavailable' })
   t.equal(service.circuitOpen, false, 'a success in between resets the count')
   client.answers = [unavailable()]
-  await t.rejects(service.query({ tickers: ['D'] }), { kind: 'unavailable' })
+  await t.rejects(service.query({ tickers: ['D'] }), { name: 'AlphaVantageError', kind: 'unavailable' })
   t.equal(service.circuitOpen, true, 'two in a row open it')
 })
 
@@ -325,7 +325,7 @@ t.test('the subject\'s share: only the caller that starts a call is charged; a r
   // Alice starts a call she has no share for; bob joins it: he gets an answer, not her refusal.
   const refused = service.query({ tickers: ['C1'] }, alice)
   const joined = service.query({ tickers: ['C1'] }, bob)
-  await t.rejects(refused, { subjectShare: true })
+  await t.rejects(refused, { name: 'AlphaVantageError', subjectShare: true })
   t.equal((await joined).cached, false, 'bob asked in his own name')
   t.equal(await service.quotaRemaining('bob'), 0)
   t.equal(await service.quotaRemaining(), 10 - 4)
