@@ -1,11 +1,11 @@
 import t from 'tap'
-import { spawn, execFile } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { once } from 'node:events'
 import { LocalIssuer } from '../helpers/issuer.js'
 import { FakeAlphaVantage } from '../helpers/fake-alpha-vantage.js'
 import { freePort } from '../helpers/mcp-app.js'
+import { startServerProcess } from '../helpers/server-process.js'
 
 const require = createRequire(import.meta.url)
 const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8')
@@ -38,6 +38,9 @@ t.test('the image: multi-stage, a current LTS base, non-root, production, fastif
 
 // No Docker engine here: run the image's own start command, in production
 // mode, with a ScaleKit-shaped configuration, outside Docker.
+// A fresh process compiles the sources under tap's loader: slow on a busy machine.
+t.setTimeout(240_000)
+
 t.test('the image start command serves in production and exits cleanly on SIGTERM', async t => {
   const issuer = await LocalIssuer.start()
   const upstream = await FakeAlphaVantage.start()
@@ -53,31 +56,14 @@ t.test('the image start command serves in production and exits cleanly on SIGTER
     if (all[i - 1] === '-p') return String(port)
     return arg
   })
-  const child = spawn(process.execPath, [...process.execArgv, ...cmd], {
-    env: {
-      // The parent's environment carries tap's loader settings; the image's ENV overrides it.
-      ...process.env,
-      ...env,
-      ...issuer.scalekitEnv(`${base}/mcp`),
-      ALPHA_VANTAGE_API_KEY: 'CONTAINER-TEST-KEY',
-      ALPHA_VANTAGE_BASE_URL: upstream.url
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout.on('data', chunk => { output += String(chunk) })
-  child.stderr.on('data', chunk => { output += String(chunk) })
-  const exited = once(child, 'exit')
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-
-  const deadline = Date.now() + 30_000
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/ready`)).ok) break
-    } catch {}
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`server did not become ready:\n${output}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
+  const { child, output, exited } = await startServerProcess(t, cmd, {
+    // The parent's environment carries tap's loader settings; the image's ENV overrides it.
+    ...process.env,
+    ...env,
+    ...issuer.scalekitEnv(`${base}/mcp`),
+    ALPHA_VANTAGE_API_KEY: 'CONTAINER-TEST-KEY',
+    ALPHA_VANTAGE_BASE_URL: upstream.url
+  }, `${base}/ready`, 150_000)
 
   // The image's HEALTHCHECK, run as Docker would run it.
   const [, ...healthArgs] = execForm('HEALTHCHECK')
@@ -101,9 +87,9 @@ t.test('the image start command serves in production and exits cleanly on SIGTER
   child.kill('SIGTERM')
   const [code, signal] = await exited as [number | null, string | null]
   t.equal(code, 0, `exits cleanly on SIGTERM (signal ${String(signal)})`)
-  t.notMatch(output, /DEVELOPMENT MODE/, 'production: no development issuer')
-  t.notMatch(output, /CONTAINER-TEST-KEY/, 'the API key is never logged')
-  const logLines = output.split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as { level: number, msg: string, url?: string })
+  t.notMatch(output(), /DEVELOPMENT MODE/, 'production: no development issuer')
+  t.notMatch(output(), /CONTAINER-TEST-KEY/, 'the API key is never logged')
+  const logLines = output().split('\n').filter(l => l.startsWith('{')).map(l => JSON.parse(l) as { level: number, msg: string, url?: string })
   t.ok(logLines.length > 0, 'JSON log lines')
   t.notOk(logLines.some(l => l.level < 30), 'the level is info (LOG_LEVEL from the image)')
   t.notOk(logLines.some(l => l.msg === 'incoming request'), 'one line per request')
