@@ -14,7 +14,6 @@ import redis from './plugins/redis.js'
 import healthRoutes from './routes/health.js'
 import docsRoutes from './routes/docs.js'
 import metrics from './plugins/metrics.js'
-import tracing from './plugins/tracing.js'
 import overload from './plugins/overload.js'
 import { RequestLogController, requestSerializer } from './lib/observability/request-log.js'
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node'
@@ -87,6 +86,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
 
   // First, so that every route and hook registered after it is traced.
   if (cfg.tracing !== undefined) {
+    // Loaded only when on: the OpenTelemetry SDK costs most of a second of CPU to import.
+    const { default: tracing } = await import('./plugins/tracing.js')
     await fastify.register(tracing, { serviceName: cfg.tracing.serviceName, endpoint: cfg.tracing.endpoint, exporter: opts.spanExporter })
   }
   if (cfg.metrics !== undefined) await fastify.register(metrics, cfg.metrics)

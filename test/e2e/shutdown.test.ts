@@ -1,10 +1,9 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
-import { once } from 'node:events'
 import { LocalIssuer } from '../helpers/issuer.js'
 import { FakeAlphaVantage } from '../helpers/fake-alpha-vantage.js'
 import { freePort } from '../helpers/mcp-app.js'
+import { startServerProcess } from '../helpers/server-process.js'
 
 const require = createRequire(import.meta.url)
 const cli = require.resolve('fastify-cli/cli.js')
@@ -17,6 +16,9 @@ const headers = (token: string, session?: string): Record<string, string> => ({
   ...(session !== undefined && { 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' })
 })
 
+// A fresh process compiles the sources under tap's loader: slow on a busy machine.
+t.setTimeout(240_000)
+
 // Operators run `fastify start`: SIGTERM must let in-flight work finish,
 // close open SSE streams, refuse new requests and exit within the grace period.
 t.test('SIGTERM under fastify start', async t => {
@@ -28,32 +30,14 @@ t.test('SIGTERM under fastify start', async t => {
   const resource = `${base}/mcp`
   issuer.audience = [resource]
 
-  const child = spawn(process.execPath, [...process.execArgv, cli, 'start', '-a', '127.0.0.1', '-p', String(port), '-l', 'info', '--close-grace-delay', '8000', appPath], {
-    env: {
-      ...process.env,
-      ...issuer.scalekitEnv(resource),
-      PORT: String(port),
-      ALPHA_VANTAGE_API_KEY: 'SHUTDOWN-TEST-KEY',
-      ALPHA_VANTAGE_BASE_URL: upstream.url,
-      ALPHA_VANTAGE_TIMEOUT_MS: '5000'
-    },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let output = ''
-  child.stdout.on('data', chunk => { output += String(chunk) })
-  child.stderr.on('data', chunk => { output += String(chunk) })
-  const exited = once(child, 'exit')
-  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
-
-  // Wait for the server to listen.
-  const deadline = Date.now() + 20_000
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/health`)).ok) break
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`server did not start:\n${output}`)
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
+  const { child, output, exited } = await startServerProcess(t, [cli, 'start', '-a', '127.0.0.1', '-p', String(port), '-l', 'info', '--close-grace-delay', '8000', appPath], {
+    ...process.env,
+    ...issuer.scalekitEnv(resource),
+    PORT: String(port),
+    ALPHA_VANTAGE_API_KEY: 'SHUTDOWN-TEST-KEY',
+    ALPHA_VANTAGE_BASE_URL: upstream.url,
+    ALPHA_VANTAGE_TIMEOUT_MS: '5000'
+  }, `${base}/health`, 150_000)
 
   const token = await issuer.token()
   const init = await fetch(resource, {
@@ -96,6 +80,6 @@ t.test('SIGTERM under fastify start', async t => {
   const [code] = await exited as [number | null]
   t.equal(code, 0, 'the process exits cleanly')
   t.ok(Date.now() - signalledAt < 8000, 'within the grace period')
-  t.notMatch(output, /SHUTDOWN-TEST-KEY/, 'the API key appears in no log line')
-  t.notMatch(output, new RegExp(token.slice(-20).replace(/[-_]/g, '.')), 'nor the bearer token')
+  t.notMatch(output(), /SHUTDOWN-TEST-KEY/, 'the API key appears in no log line')
+  t.notMatch(output(), new RegExp(token.slice(-20).replace(/[-_]/g, '.')), 'nor the bearer token')
 })

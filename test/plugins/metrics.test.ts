@@ -113,11 +113,11 @@ t.test('every channel is counted; closing unsubscribes', async t => {
 })
 
 t.test('option validation', async t => {
-  await t.rejects(Fastify().register(metrics, {}).ready(), /^metrics: give "port" or "token"/)
-  await t.rejects(Fastify().register(metrics, { token: 'short' }).ready(), /at least 16 characters/)
+  await t.rejects(async () => { await Fastify().register(metrics, {}).ready() }, /^metrics: give "port" or "token"/)
+  await t.rejects(async () => { await Fastify().register(metrics, { token: 'short' }).ready() }, /at least 16 characters/)
   const port = await freePort()
   const busy = Fastify()
   t.teardown(async () => { await busy.close() })
   await busy.listen({ port, host: '127.0.0.1' })
-  await t.rejects(Fastify().register(metrics, { port, host: '127.0.0.1', defaultMetrics: false }).ready(), /EADDRINUSE/, 'a taken port fails the boot')
+  await t.rejects(async () => { await Fastify().register(metrics, { port, host: '127.0.0.1', defaultMetrics: false }).ready() }, /EADDRINUSE/, 'a taken port fails the boot')
 })

@@ -56,5 +56,5 @@ t.test('spans for the request, token verification, MCP method, tool call and ups
 })
 
 t.test('option validation', async t => {
-  await t.rejects(Fastify().register(tracing, { serviceName: 'x' }).ready(), /^tracing: give "endpoint" or "exporter"/)
+  await t.rejects(async () => { await Fastify().register(tracing, { serviceName: 'x' }).ready() }, /^tracing: give "endpoint" or "exporter"/)
 })

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { InjectOptions } from 'fastify'
 import { buildApp, MCP_HEADERS, openSession, callTool, API_KEY } from '../../helpers/build-app.js'
 import { logLevelFrom } from '../../../plugins/config.js'
 import { pathOf, redactedUrl } from '../../../lib/observability/request-log.js'
@@ -78,7 +79,7 @@ t.test('no secret reaches a log line, by any path', async t => {
   const { token } = ctx
   const session = await openSession(ctx)
   const auth = { ...MCP_HEADERS, authorization: `Bearer ${token}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }
-  const attempts = [
+  const attempts: Array<InjectOptions & { method: string, url: string }> = [
     // In the query string: refused (RFC 6750 §2.3 is not supported), on the MCP path and elsewhere.
     { method: 'POST', url: `/mcp?access_token=${token}`, headers: MCP_HEADERS, payload: { jsonrpc: '2.0', id: 1, method: 'tools/list' } },
     { method: 'GET', url: `/nowhere?access_token=${token}&apikey=${API_KEY}` },
@@ -94,9 +95,9 @@ t.test('no secret reaches a log line, by any path', async t => {
     { method: 'POST', url: '/mcp', headers: { ...auth, 'content-type': 'text/plain' }, payload: token },
     // A bad token: its text never appears in the auth decision either.
     { method: 'POST', url: '/mcp', headers: { ...MCP_HEADERS, authorization: `Bearer ${token}x` }, payload: { jsonrpc: '2.0', id: 5, method: 'tools/list' } }
-  ] as const
+  ]
   for (const attempt of attempts) {
-    const res = await ctx.app.inject(attempt as Parameters<typeof ctx.app.inject>[0])
+    const res = await ctx.app.inject(attempt)
     t.ok(res.statusCode < 500, `${attempt.method} ${attempt.url.slice(0, 20)} answered ${res.statusCode}`)
   }
   t.ok(ctx.logs.length >= attempts.length, `${ctx.logs.length} lines captured`)
