@@ -3,10 +3,17 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 
 export interface RateLimitOptions {
-  /** Requests per subject per window on the protected paths; 0 turns limiting off. */
+  /**
+   * Requests per subject per window on the protected paths; 0 turns limiting off.
+   * @error rate-limit: "max" must be a non-negative integer
+   */
   max: number
+  /** The window, in milliseconds. */
   timeWindowMs: number
-  /** Path prefixes limited per subject (default `/mcp`). Other routes are not limited. */
+  /**
+   * Path prefixes limited per subject. Other routes are not limited.
+   * @default ['/mcp']
+   */
   prefixes?: string[]
 }
 
