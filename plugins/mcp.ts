@@ -11,7 +11,7 @@ import { isLoopbackOrigin } from '../lib/http/loopback-origin.js'
 import { SessionStore, SessionLimitError, type McpSession } from '../lib/mcp/session-store.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
-export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
 
 export interface McpPluginOptions {
   /**
