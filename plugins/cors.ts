@@ -6,7 +6,10 @@ import { LOOPBACK_ORIGIN } from '../lib/http/loopback-origin.js'
 export interface CorsOptions {
   /** Allowed origins; empty means loopback origins only, `*` any origin. */
   origins: string[]
-  /** Path prefixes readable from any origin (discovery documents). Default: `/.well-known/`. */
+  /**
+   * Path prefixes readable from any origin (discovery documents).
+   * @default ['/.well-known/']
+   */
   publicPrefixes?: string[]
 }
 

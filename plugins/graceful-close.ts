@@ -2,7 +2,10 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 
 export interface GracefulCloseOptions {
-  /** How often idle keep-alive connections are closed while shutting down (default 100 ms). */
+  /**
+   * How often idle keep-alive connections are closed while shutting down.
+   * @default 100
+   */
   sweepMs?: number
 }
 

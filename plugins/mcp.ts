@@ -18,28 +18,69 @@ import { RedisEventStore } from '../lib/mcp/redis-event-store.js'
 import { mcpRequestChannel, mcpRequestMessage, sessionChannel, streamChannel } from '../lib/observability/channels.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
-export type { ToolDefinition, ToolHandler, ToolContext, ObjectSchema } from '../lib/mcp/tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
 
 export interface McpPluginOptions {
-  /** Where the Streamable HTTP endpoint lives (default `/mcp`; `/mcp/` is served too). */
+  /**
+   * Where the Streamable HTTP endpoint lives (`/mcp/` is served too).
+   * @default '/mcp'
+   * @error mcp: "path" must start with /
+   */
   path?: string
+  /**
+   * The server's name and version in the initialize result.
+   * @default { name: 'mcp-server', version: '0.0.0' }
+   */
   serverInfo?: ServerInfo
+  /** Instructions for the model, in the initialize result. */
   instructions?: string
   /**
    * Origins allowed to call the endpoint (MCP transports "Security Warning":
    * validate Origin against DNS rebinding). Empty: loopback origins only.
    * `*` allows every origin.
+   * @default []
    */
   allowedOrigins?: string[]
+  /**
+   * A session unused this long ends.
+   * @default 900000
+   * @error mcp: "sessionIdleTtlMs" must be a positive integer
+   */
   sessionIdleTtlMs?: number
+  /**
+   * Sessions open at once; past it, initialize answers 503.
+   * @default 20000
+   * @error mcp: "maxSessions" must be a positive integer
+   */
   maxSessions?: number
+  /**
+   * Sessions of one token subject; past it, its least recently used one ends.
+   * @default 100
+   * @error mcp: "maxSessionsPerSubject" must be a positive integer
+   */
   maxSessionsPerSubject?: number
-  /** No sessions: every POST stands alone; GET and DELETE answer 405. */
+  /**
+   * No sessions: every POST stands alone; GET and DELETE answer 405.
+   * @default false
+   */
   stateless?: boolean
+  /**
+   * Largest request body in bytes (413 beyond).
+   * @default 1048576
+   * @error mcp: "bodyLimit" must be a positive integer
+   */
   bodyLimit?: number
-  /** Require `fastify.authenticate` (the mcp-auth plugin) on the endpoint (default true). */
+  /**
+   * Require `fastify.authenticate` (the mcp-auth plugin) on the endpoint.
+   * @default true
+   * @error mcp: register the mcp-auth plugin first, or pass auth: false
+   */
   auth?: boolean
-  /** Interval between SSE keep-alive comments on idle streams. */
+  /**
+   * Interval between SSE keep-alive comments on idle streams.
+   * @default 25000
+   * @error mcp: "keepAliveMs" must be a positive integer
+   */
   keepAliveMs?: number
   /** Messages in one JSON-RPC batch (protocol 2025-03-26 only); a longer batch is refused (default 20). */
   maxBatch?: number
@@ -65,6 +106,8 @@ export interface McpPluginOptions {
   /**
    * Which tools tools/list shows a caller: `all`, or only those whose scopes
    * its token carries (`permitted`). Calls are checked either way.
+   * @default 'all'
+   * @error mcp: "listTools" must be "all" or "permitted"
    */
   listTools?: 'all' | 'permitted'
 }

@@ -22,10 +22,17 @@ declare module 'fastify' {
 }
 
 export interface RateLimitOptions {
-  /** Requests per subject per window on the protected paths; 0 turns limiting off. */
+  /**
+   * Requests per subject per window on the protected paths; 0 turns limiting off.
+   * @error rate-limit: "max" must be a non-negative integer
+   */
   max: number
+  /** The window, in milliseconds. */
   timeWindowMs: number
-  /** Routes limited per subject, by the prefix of their registered url (default `/mcp`). Other routes are not limited. */
+  /**
+   * Routes limited per subject, by the prefix of their registered url. Other routes are not limited.
+   * @default ['/mcp']
+   */
   prefixes?: string[]
   /**
    * Count in this Redis (the library's Redis store, one Lua INCR per request)

@@ -3,19 +3,42 @@ import { fetchBoundedJson } from '../http/bounded-json.js'
 import { AuthFailure, type AuthContext } from './access-token-verifier.js'
 
 export interface TokenIntrospectionOptions {
-  /** The authorization server's RFC 7662 introspection endpoint. */
+  /**
+   * The authorization server's RFC 7662 introspection endpoint (http or https URL).
+   * @error mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"
+   */
   endpoint: string
-  /** This resource server's own client credentials at the authorization server (RFC 7662 §2.1: the endpoint is protected). */
+  /**
+   * This resource server's own client id at the authorization server (RFC 7662 §2.1: the endpoint is protected).
+   * @error mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"
+   */
   clientId: string
+  /**
+   * Its client secret, sent with HTTP Basic authentication; never logged.
+   * @error mcp-auth: "introspection" needs an http(s) "endpoint", a "clientId" and a "clientSecret"
+   */
   clientSecret: string
-  /** Whole-call deadline (connect, headers and body). */
+  /**
+   * Whole-call deadline (connect, headers and body); past it the request gets 503.
+   * @default 5000
+   */
   timeoutMs?: number
-  /** After a failed call, how long requests are answered 503 without asking again (as the JWKS cooldown). */
+  /**
+   * After a failed call, how long requests are answered 503 without asking again (as the JWKS cooldown).
+   * @default 5000
+   */
   cooldownMs?: number
-  /** Longest an answer is reused, whatever the token's `exp` (a revocation shows after at most this). */
+  /**
+   * Longest an answer is reused, whatever the token's `exp` (a revocation shows after at most this).
+   * @default 60000
+   */
   cacheTtlMs?: number
-  /** Introspected tokens kept; 0 turns the cache off. */
+  /**
+   * Introspected tokens kept; 0 turns the cache off.
+   * @default 10000
+   */
   cacheSize?: number
+  /** An undici dispatcher for introspection calls (proxies, tests). */
   dispatcher?: Dispatcher
 }
 

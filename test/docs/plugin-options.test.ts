@@ -1,0 +1,11 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+
+// docs/plugin-options.md is generated from the options interfaces: a change to an option
+// (its type, default, meaning or error) without `npm run docs:options` fails here.
+t.test('docs/plugin-options.md matches the options interfaces', async t => {
+  const root = new URL('../../', import.meta.url).pathname
+  const result = await promisify(execFile)(process.execPath, ['scripts/plugin-options-doc.mjs', '--check'], { cwd: root }).then(() => 'up to date', (err: { stderr: string }) => err.stderr.trim())
+  t.equal(result, 'up to date')
+})
