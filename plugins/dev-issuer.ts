@@ -287,16 +287,19 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
   // The banner (with a token and the client secret) goes out only once the
   // server is known to listen on loopback alone: in a container, fastify-cli
   // listens on 0.0.0.0 and stdout ends up in collected logs.
-  fastify.addHook('onListen', async function announce () {
+  // Signed ahead, so that the banner is written synchronously as the server
+  // starts listening (before `listen()` returns to its caller).
+  let bannerToken = ''
+  if (opts.announce !== false) fastify.addHook('onReady', async () => { bannerToken = await mintAccessToken() })
+  fastify.addHook('onListen', function announce (done) {
     // A Unix socket (a string) is as local as loopback.
     const offLoopback = fastify.addresses().flatMap(a => typeof a === 'string' || isLoopbackHostname(a.address) ? [] : [a.address])
     if (offLoopback.length > 0 && opts.allowNonLoopback !== true) {
       serving = false
       fastify.log.error({ addresses: offLoopback }, 'DEVELOPMENT ISSUER REFUSED: the server listens on a non-loopback address, so it serves no tokens. Configure SCALEKIT_ENVIRONMENT_URL (or AUTH_ISSUERS and AUTH_JWKS_URI), or set DEV_ISSUER=on to run it anyway.')
-      return
+      return done()
     }
-    if (opts.announce === false) return
-    const token = await mintAccessToken()
+    if (opts.announce === false) return done()
     fastify.log.warn({ issuer: opts.issuer }, 'DEVELOPMENT ISSUER ACTIVE: anyone who reaches it can sign in; tokens are signed by a throwaway key made at boot. Configure SCALEKIT_ENVIRONMENT_URL (or AUTH_ISSUERS and AUTH_JWKS_URI) for real use.')
     // The one deliberate exception to "never log a token": a banner on stdout
     // (not a log line) with a development token, so that a new user can connect.
@@ -309,11 +312,12 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
       ` Client credentials: ${DEV_CLIENT_ID} / ${clientSecret}`,
       ` Bearer token (${Math.round(ttl / 3600)} h, scope ${scope}):`,
       '',
-      token,
+      bannerToken,
       '',
       '======================================================================',
       ''
     ].join('\n'))
+    done()
   })
 }
 
