@@ -129,8 +129,10 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
       response_types: [],
       redirect_uris: []
     }],
-    // OAuth only: MCP clients ask for resource scopes, not identity.
-    scopes: ['openid', 'offline_access'],
+    // The resource's scopes are listed too: MCP clients put them in their
+    // registration (RFC 7591 `scope`), which must name scopes the server knows,
+    // and read `scopes_supported` from the metadata.
+    scopes: ['openid', 'offline_access', ...opts.scopes],
     responseTypes: ['code'],
     // RFC 9700 §2.1.1 and MCP authorization: PKCE for every authorization
     // request; oidc-provider accepts S256 only (lib/helpers/pkce.js).
@@ -156,7 +158,14 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
     },
     formats: {
       customizers: {
-        jwt: async (_ctx, _token, jwt) => {
+        jwt: async (_ctx, token, jwt) => {
+          // RFC 6749 §3.3: a request without `scope` gets a default. The MCP
+          // SDK's client-credentials providers send none unless configured;
+          // the token response reads token.scope after this, so it says so.
+          if (token.kind === 'ClientCredentials' && (token.scope ?? '') === '') {
+            token.scope = scope
+            jwt.payload.scope = scope
+          }
           const granted = typeof jwt.payload.scope === 'string' ? jwt.payload.scope.split(' ').filter(s => s !== '') : []
           Object.assign(jwt.payload, scaleKitClaims(typeof jwt.payload.aud === 'string' ? jwt.payload.aud : undefined, granted))
         }
@@ -179,7 +188,7 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
       }
       const grant = new oidc.provider.Grant({ clientId: oidc.client.clientId, accountId: oidc.session.accountId })
       const requested = new Set(String(oidc.params?.scope ?? '').split(' '))
-      const oidcScopes = ['openid', 'offline_access'].filter(s => requested.has(s))
+      const oidcScopes = ['openid', 'offline_access', ...opts.scopes].filter(s => requested.has(s))
       if (oidcScopes.length > 0) grant.addOIDCScope(oidcScopes.join(' '))
       for (const indicator of Object.keys(oidc.resourceServers ?? {})) grant.addResourceScope(indicator, scope)
       await grant.save()
