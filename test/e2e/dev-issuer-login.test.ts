@@ -88,8 +88,7 @@ async function connect (t: Test, resource: string, authProvider: OAuthClientProv
 }
 
 /** Follows the SDK's authorization URL the way a user's browser would, and returns the code. */
-async function signIn (t: Test, authorizationUrl: URL, origin: string): Promise<string> {
-  const browser = new Browser()
+async function signIn (t: Test, authorizationUrl: URL, origin: string, browser = new Browser()): Promise<string> {
   const toSignIn = await browser.go(authorizationUrl.href)
   t.equal(toSignIn.status, 303, 'the authorization endpoint sends the browser to the sign-in page')
   const signInUrl = new URL(toSignIn.headers.get('location') ?? '', authorizationUrl)
@@ -135,7 +134,8 @@ t.test('the SDK client signs in interactively: discovery, registration, PKCE, on
   t.equal(authorizationUrl.searchParams.get('resource'), resource, 'RFC 8707 resource indicator')
   t.equal(authorizationUrl.searchParams.get('scope'), 'news:read', 'the scope from the 401 challenge')
 
-  const code = await signIn(t, authorizationUrl, origin)
+  const browser = new Browser()
+  const code = await signIn(t, authorizationUrl, origin, browser)
   await transport.finishAuth(code)
   const tokens = provider.saved as OAuthTokens
   t.type(tokens.access_token, 'string')
@@ -164,6 +164,14 @@ t.test('the SDK client signs in interactively: discovery, registration, PKCE, on
   t.equal(replay.status, 400)
   t.match(await replay.json(), { error: 'invalid_grant' }, 'a used code is refused')
   t.notOk(ctx.logs.some(line => line.includes(tokens.access_token) || line.includes(String(tokens.refresh_token))), 'no token in the logs')
+
+  // Signed in already (the session cookie) and consent on record: the next
+  // authorization goes straight back to the client, no second click.
+  const again = await browser.go(authorizationUrl.href)
+  t.equal(again.status, 303)
+  const location = new URL(again.headers.get('location') ?? '')
+  t.equal(`${location.origin}${location.pathname}`, provider.redirectUrl)
+  t.type(location.searchParams.get('code'), 'string')
 })
 
 t.test('an expired access token is refreshed by the SDK with its refresh token', async t => {

@@ -88,7 +88,7 @@ t.test('RFC 8414 metadata where MCP clients look for it, and the client-credenti
   // buildDiscoveryUrls): RFC 8414 §3.1 path insertion, then OIDC with path
   // insertion, then OIDC appended to the path.
   for (const url of ['/.well-known/oauth-authorization-server/dev-issuer', '/.well-known/openid-configuration/dev-issuer', '/dev-issuer/.well-known/openid-configuration']) {
-    const res = await app.inject({ url, headers: { host: '127.0.0.1:9' } })
+    const res = await app.inject({ url, headers: { host: '127.0.0.1:9', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' } })
     t.equal(res.statusCode, 200, url)
     t.match(res.json(), {
       issuer: DEV_ISSUER,
@@ -98,7 +98,7 @@ t.test('RFC 8414 metadata where MCP clients look for it, and the client-credenti
       jwks_uri: `${DEV_ISSUER}/jwks`,
       code_challenge_methods_supported: ['S256'],
       response_types_supported: ['code']
-    }, `${url}: endpoints on the issuer's origin, whatever the Host header`)
+    }, `${url}: endpoints on the issuer's origin, whatever Host and X-Forwarded-* say`)
     t.same([...res.json().grant_types_supported].sort(), ['authorization_code', 'client_credentials', 'refresh_token'])
   }
 
@@ -197,6 +197,12 @@ t.test('listening off loopback, it refuses to serve and prints nothing, unless a
     t.equal((await app.inject({ url: '/.well-known/oauth-authorization-server/dev-issuer' })).statusCode, 200)
   })
 
+  t.test('an https issuer (DEV_ISSUER=on behind a TLS proxy) publishes https endpoints', async t => {
+    const { app } = await standalone(t, { issuer: 'https://dev.example.com/dev-issuer', audience: ['https://dev.example.com/mcp'], allowNonLoopback: true, announce: false })
+    const meta = (await app.inject({ url: '/.well-known/oauth-authorization-server/dev-issuer' })).json()
+    t.match(meta, { issuer: 'https://dev.example.com/dev-issuer', token_endpoint: 'https://dev.example.com/dev-issuer/token' })
+  })
+
   t.test('a Unix socket is local', async t => {
     const { app } = await standalone(t, { announce: false })
     app.addresses = () => ['/tmp/dev-issuer.sock' as unknown as ReturnType<FastifyInstance['addresses']>[number]]
@@ -240,6 +246,42 @@ t.test('the plugin on its own', async t => {
     t.equal(payload.exp - payload.iat, 7200)
     t.equal(payload.iss, DEV_ISSUER)
     t.same(payload.aud, ['res_dev'])
+  })
+
+  t.test('authorization errors are JSON, never an HTML page echoing the request', async t => {
+    const { app } = await standalone(t, { announce: false })
+    const res = await app.inject({ url: '/dev-issuer/auth?client_id=%3Cscript%3E&response_type=code' })
+    t.equal(res.statusCode, 400)
+    t.match(res.headers['content-type'], /^application\/json/)
+    t.match(res.json(), { error: 'invalid_client' })
+  })
+
+  t.test('PKCE with S256 is required; a client without a name or scope gets a sign-in page, then access_denied for want of a scope', async t => {
+    const { app } = await standalone(t, { announce: false })
+    t.equal((await app.inject({ url: '/dev-issuer' })).statusCode, 404, 'the issuer path itself is no endpoint')
+    const registered = await app.inject({ method: 'POST', url: '/dev-issuer/reg', headers: { 'content-type': 'application/json' }, payload: { redirect_uris: ['http://127.0.0.1:1/cb'], token_endpoint_auth_method: 'none' } })
+    t.equal(registered.statusCode, 201)
+    const clientId = String(registered.json().client_id)
+    const authorize = (extra: string): string => `/dev-issuer/auth?response_type=code&client_id=${clientId}&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb${extra}`
+    const withoutPkce = await app.inject({ url: authorize('') })
+    t.equal(withoutPkce.statusCode, 303, 'errors go back to the client (RFC 6749 §4.1.2.1)')
+    t.match(new URL(String(withoutPkce.headers.location)).searchParams.get('error_description'), /requires PKCE/, 'PKCE is required')
+    const plain = await app.inject({ url: authorize('&code_challenge=abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs&code_challenge_method=plain') })
+    t.equal(new URL(String(plain.headers.location)).searchParams.get('error'), 'invalid_request', 'the plain method is refused')
+
+    const started = await app.inject({ url: authorize('&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256') })
+    t.equal(started.statusCode, 303)
+    const cookies = ([] as string[]).concat(started.headers['set-cookie'] ?? []).map(c => c.split(';')[0]).join('; ')
+    const page = await app.inject({ url: String(started.headers.location), headers: { cookie: cookies } })
+    t.equal(page.statusCode, 200)
+    t.match(page.body, `<strong>${clientId}</strong> asks for <code>news:read</code>`, 'named by its id, with the scope this issuer grants')
+    const signedIn = await app.inject({ method: 'POST', url: `${String(started.headers.location)}/login`, headers: { cookie: cookies } })
+    t.equal(signedIn.statusCode, 303)
+    const resumeCookies = ([] as string[]).concat(signedIn.headers['set-cookie'] ?? []).map(c => c.split(';')[0]).join('; ')
+    const back = await app.inject({ url: new URL(String(signedIn.headers.location)).pathname, headers: { cookie: `${cookies}; ${resumeCookies}` } })
+    t.equal(back.statusCode, 303)
+    // Nothing asked, nothing to consent to: the client hears so at its redirect URI.
+    t.equal(new URL(String(back.headers.location)).searchParams.get('error'), 'access_denied', 'no scope requested: no grant')
   })
 
   t.test('a sign-in page for an interaction that does not exist says to start again', async t => {
