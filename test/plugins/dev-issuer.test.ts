@@ -132,6 +132,21 @@ t.test('RFC 8414 metadata where MCP clients look for it, and the client-credenti
   t.notOk(ctx.logs.some(line => line.includes(clientSecret) || line.includes(accessToken)), 'no secret or token in the logs')
 })
 
+t.test('a browser client (MCP Inspector in direct mode, on a loopback origin) may register and fetch tokens', async t => {
+  const { app } = await buildApp(t, NO_ISSUER, { skipOverride: true })
+  const origin = 'http://localhost:6274'
+  for (const url of ['/dev-issuer/reg', '/dev-issuer/token']) {
+    const preflight = await app.inject({ method: 'OPTIONS', url, headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } })
+    t.equal(preflight.statusCode, 204, `preflight ${url}`)
+    t.equal(preflight.headers['access-control-allow-origin'], origin)
+  }
+  const registered = await app.inject({ method: 'POST', url: '/dev-issuer/reg', headers: { origin, 'content-type': 'application/json' }, payload: { redirect_uris: [`${origin}/oauth/callback`], token_endpoint_auth_method: 'none', scope: 'news:read' } })
+  t.equal(registered.statusCode, 201)
+  t.equal(registered.headers['access-control-allow-origin'], origin, 'the CORS headers survive the hand-over to oidc-provider')
+  const elsewhere = await app.inject({ method: 'POST', url: '/dev-issuer/reg', headers: { origin: 'https://evil.example', 'content-type': 'application/json' }, payload: { redirect_uris: ['https://evil.example/cb'] } })
+  t.equal(elsewhere.headers['access-control-allow-origin'], undefined, 'another origin cannot read the answer')
+})
+
 t.test('client secrets are compared in constant time by oidc-provider', async t => {
   // Client authentication (lib/shared/client_auth.js) calls
   // Client#compareClientSecret, which is constantEquals(secret, given, 1000):
