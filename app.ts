@@ -114,7 +114,8 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
       issuer,
       audience: cfg.auth.audiences,
       scopes: cfg.auth.requiredScopes,
-      production: cfg.production
+      production: cfg.production,
+      allowNonLoopback: cfg.auth.devIssuerForced
     })
   }
   const authorizationServers = cfg.resource.authorizationServers.length > 0 ? cfg.resource.authorizationServers : issuers

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import envSchema from 'env-schema'
 import type { FastifyInstance } from 'fastify'
+import { isLoopbackHostname } from '../lib/http/loopback-origin.js'
 
 /**
  * Configuration from the environment.
@@ -33,6 +34,7 @@ const schema = {
   type: 'object',
   properties: {
     NODE_ENV: { type: 'string', default: 'development' },
+    DEV_ISSUER: { type: 'string', enum: ['auto', 'on', 'off'], default: 'auto' },
     PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 10000 },
 
     ALPHA_VANTAGE_API_KEY: { type: 'string' },
@@ -109,6 +111,7 @@ const schema = {
 
 interface RawEnv {
   NODE_ENV: string
+  DEV_ISSUER: 'auto' | 'on' | 'off'
   PORT: number
   ALPHA_VANTAGE_API_KEY?: string
   ALPHA_VANTAGE_BASE_URL: string
@@ -209,6 +212,8 @@ export interface AppConfig {
   auth: {
     /** `development`: no issuer configured, the built-in development issuer signs tokens. */
     mode: 'issuer' | 'development'
+    /** DEV_ISSUER=on: the development issuer runs off loopback too (never in production). */
+    devIssuerForced: boolean
     issuers: string[]
     audiences: string[]
     /** Absent in development mode, where the development issuer supplies its keys directly. */
@@ -421,7 +426,8 @@ export function serverTimeouts (env: Env): AppConfig['http'] {
 
 export function loadConfig (env: Env): AppConfig {
   const raw = readEnv(env)
-  const production = raw.NODE_ENV === 'production'
+  // `Production`, `prod`, `PRODUCTION`: whoever typed it meant production.
+  const production = /^prod(uction)?$/i.test(raw.NODE_ENV)
 
   const apiKey = raw.ALPHA_VANTAGE_API_KEY ?? ALPHA_VANTAGE_DEMO_KEY
   absoluteUrl('ALPHA_VANTAGE_BASE_URL', raw.ALPHA_VANTAGE_BASE_URL)
@@ -468,6 +474,14 @@ export function loadConfig (env: Env): AppConfig {
   const mode: AppConfig['auth']['mode'] = issuerConfigured ? 'issuer' : 'development'
   if (mode === 'development' && production) {
     throw new ConfigError('SCALEKIT_ENVIRONMENT_URL', 'is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)')
+  }
+  if (mode === 'development' && raw.DEV_ISSUER === 'off') {
+    throw new ConfigError('SCALEKIT_ENVIRONMENT_URL', 'is required when DEV_ISSUER=off (or set AUTH_ISSUERS and AUTH_JWKS_URI)')
+  }
+  // The development issuer hands out tokens to anyone who clicks: it is for
+  // this machine only, unless someone asks for it by name.
+  if (mode === 'development' && raw.DEV_ISSUER !== 'on' && !isLoopbackHostname(new URL(resource).hostname)) {
+    throw new ConfigError(resourceVariable, `is ${JSON.stringify(resource)}, not on loopback, and no issuer is configured: set SCALEKIT_ENVIRONMENT_URL (or AUTH_ISSUERS and AUTH_JWKS_URI), or DEV_ISSUER=on to run the development issuer there anyway`)
   }
 
   let issuers: string[] = []
@@ -536,6 +550,7 @@ export function loadConfig (env: Env): AppConfig {
     },
     auth: {
       mode,
+      devIssuerForced: raw.DEV_ISSUER === 'on',
       issuers,
       audiences,
       jwksUri,

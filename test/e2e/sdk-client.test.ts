@@ -6,6 +6,7 @@ import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.
 import { buildApp, type TestContext } from '../helpers/build-app.js'
 import { LocalIssuer } from '../helpers/issuer.js'
 import { freePort } from '../helpers/mcp-app.js'
+import { captureStdout } from '../helpers/auth-requests.js'
 
 /**
  * The official MCP TypeScript SDK client against the app listening on
@@ -150,7 +151,10 @@ t.test('with nothing configured, an SDK client discovers the development issuer 
     SCALEKIT_AUDIENCE_NAME: '',
     SCALEKIT_RESOURCE_METADATA_URL: ''
   }, { skipOverride: true })
+  // The development banner goes to stdout, which carries the TAP stream.
+  const stdout = captureStdout(t)
   await ctx.app.listen({ port, host: '127.0.0.1' })
+  stdout.restore()
   const { clientId, clientSecret } = ctx.app.devIssuer
   const authProvider = new ClientCredentialsProvider({ clientId, clientSecret, expectedIssuer: `http://127.0.0.1:${port}/dev-issuer` })
   const { client } = await connect(t, new URL(resource), { authProvider })

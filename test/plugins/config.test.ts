@@ -244,7 +244,8 @@ t.test('every invalid setting fails with one message naming its variable', async
     [{ REQUEST_TIMEOUT_MS: '0' }, 'Invalid configuration: REQUEST_TIMEOUT_MS must be >= 1000'],
     [{ HEADERS_TIMEOUT_MS: 'soon' }, 'Invalid configuration: HEADERS_TIMEOUT_MS must be integer'],
     [{ REQUEST_TIMEOUT_MS: '5000', HEADERS_TIMEOUT_MS: '6000' }, 'Invalid configuration: HEADERS_TIMEOUT_MS must be <= REQUEST_TIMEOUT_MS (5000)'],
-    [{ NODE_ENV: 'production' }, 'Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)']
+    [{ NODE_ENV: 'production' }, 'Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)'],
+    [{ DEV_ISSUER: 'yes' }, 'Invalid configuration: DEV_ISSUER must be equal to one of the allowed values']
   ]
   for (const [env, message] of cases) t.equal(failure(env), message, JSON.stringify(env))
 })
@@ -297,4 +298,28 @@ t.test('the app refuses to boot on a bad setting, with the one-line message', as
   await t.rejects(buildApp(t, { PORT: 'nope' }), { name: 'ConfigError', message: 'Invalid configuration: PORT must be integer' })
   await t.rejects(buildApp(t, { AUTH_ALGORITHMS: 'HS256' }), { message: /^Invalid configuration: AUTH_ALGORITHMS lists "HS256"/ })
   await t.rejects(buildApp(t, { NODE_ENV: 'production', SCALEKIT_ENVIRONMENT_URL: '' }), { message: /^Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when NODE_ENV=production/ })
+})
+
+t.test('the development issuer: never in production however spelt, loopback only unless DEV_ISSUER=on (issue 8, point 9)', async t => {
+  const PRODUCTION_REFUSED = 'Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when NODE_ENV=production (the development issuer is refused in production; or set AUTH_ISSUERS and AUTH_JWKS_URI)'
+  for (const spelling of ['production', 'Production', 'PRODUCTION', 'prod', 'Prod', ' production ']) {
+    t.equal(failure({ NODE_ENV: spelling }), PRODUCTION_REFUSED, `NODE_ENV=${JSON.stringify(spelling)}`)
+    t.equal(failure({ NODE_ENV: spelling, DEV_ISSUER: 'on' }), PRODUCTION_REFUSED, 'DEV_ISSUER=on does not override production')
+    t.equal(loadConfig({ NODE_ENV: spelling, ...SCALEKIT }).production, true)
+  }
+  for (const spelling of ['development', 'test', 'productions', 'preprod']) t.equal(loadConfig({ NODE_ENV: spelling }).production, false, spelling)
+
+  // Off loopback, a click-to-sign-in issuer would hand tokens to anyone who can reach it.
+  for (const resource of ['https://news.example.com/mcp', 'http://0.0.0.0:10000/mcp', 'http://192.168.1.20:10000/mcp', 'http://[::]:10000/mcp', 'http://localhost.example.com/mcp']) {
+    t.equal(failure({ MCP_RESOURCE: resource }), `Invalid configuration: MCP_RESOURCE is ${JSON.stringify(resource)}, not on loopback, and no issuer is configured: set SCALEKIT_ENVIRONMENT_URL (or AUTH_ISSUERS and AUTH_JWKS_URI), or DEV_ISSUER=on to run the development issuer there anyway`, resource)
+    const forced = loadConfig({ MCP_RESOURCE: resource, DEV_ISSUER: 'on' })
+    t.equal(forced.auth.mode, 'development')
+    t.equal(forced.auth.devIssuerForced, true)
+  }
+  t.match(failure({ SCALEKIT_AUDIENCE_NAME: 'https://news.example.com/mcp' }), /^Invalid configuration: SCALEKIT_AUDIENCE_NAME is "https:\/\/news.example.com\/mcp", not on loopback/, 'the error names the variable the resource came from')
+  for (const resource of ['http://localhost:10000/mcp', 'http://127.0.0.1:8080/mcp', 'http://127.1.2.3/mcp', 'http://[::1]:10000/mcp', 'http://LOCALHOST:1/mcp']) {
+    t.equal(loadConfig({ MCP_RESOURCE: resource }).auth.devIssuerForced, false, `${resource} is loopback`)
+  }
+  t.equal(failure({ DEV_ISSUER: 'off' }), 'Invalid configuration: SCALEKIT_ENVIRONMENT_URL is required when DEV_ISSUER=off (or set AUTH_ISSUERS and AUTH_JWKS_URI)')
+  t.equal(loadConfig({ DEV_ISSUER: 'off', ...SCALEKIT }).auth.mode, 'issuer', 'off with an issuer configured is just the issuer')
 })
