@@ -1,7 +1,7 @@
 import t from 'tap'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { SessionStore } from '../../../lib/mcp/session-store.js'
+import { MemorySessionStore } from '../../../lib/mcp/session-store.js'
 import { CLIENT_INFO_MAX_LENGTH, clientInfoOf } from '../../../lib/mcp/protocol.js'
 
 // A full GC on demand, so that the heap is measured without garbage in it.
@@ -19,7 +19,7 @@ function heapAfterGc (): number {
 }
 
 t.test(`${SESSIONS} sessions opened with oversized clientInfo hold at most ${BUDGET_BYTES} B each`, async t => {
-  const sessions = new SessionStore({ idleTtlMs: 60_000, maxSessions: SESSIONS, maxSessionsPerSubject: 100 })
+  const sessions = new MemorySessionStore({ idleTtlMs: 60_000, maxSessions: SESSIONS, maxSessionsPerSubject: 100 })
   t.teardown(() => sessions.close())
   const before = heapAfterGc()
   for (let i = 0; i < SESSIONS; i++) {
