@@ -49,8 +49,9 @@ t.test('the SDK client steps up on a 403 insufficient_scope and retries the call
   })
   await app.listen({ port, host: '127.0.0.1' })
 
-  // The user authorized notes:read earlier: the client holds that token.
-  const first = await issuer.token({ claims: { aud: [resource], scopes: undefined, scope: 'notes:read' } })
+  // The user authorized notes:read earlier, through this same client: the client holds that token.
+  // (A session belongs to its user and client: the stepped-up token must come to the same client.)
+  const first = await issuer.token({ claims: { aud: [resource], scopes: undefined, scope: 'notes:read', client_id: 'test-client' } })
   const provider = new InteractiveProvider('notes:read', { access_token: first, token_type: 'Bearer' })
   const transport = new StreamableHTTPClientTransport(new URL(resource), { authProvider: provider })
   const client = new Client({ name: 'tap-step-up', version: '1.0.0' })
@@ -72,6 +73,6 @@ t.test('the SDK client steps up on a 403 insufficient_scope and retries the call
 
   const result = await client.callTool({ name: 'add_note', arguments: { text: 'one' } })
   t.same(result.structuredContent, { count: 1 }, 'the retried call succeeds (the SDK checked it against the outputSchema)')
-  t.equal(transport.sessionId, sessionId, 'in the same session: the subject did not change')
+  t.equal(transport.sessionId, sessionId, 'in the same session: the user and the client did not change')
   t.same(notes, ['one'])
 })
