@@ -232,6 +232,7 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
     return async function handOver (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
       if (!serving) return await refuse(reply)
       const raw = request.raw as IncomingMessage & { originalUrl?: string }
+      const { url } = raw
       const query = raw.url?.includes('?') === true ? raw.url.slice(raw.url.indexOf('?')) : ''
       const path = inner(request)
       raw.url = `${path}${query}`
@@ -249,6 +250,8 @@ async function devIssuerPlugin (fastify: FastifyInstance, opts: DevIssuerOptions
       }
       reply.hijack()
       await callback(raw, reply.raw)
+      // The request log line names the URL the client asked for.
+      raw.url = url
       return undefined
     }
   }
