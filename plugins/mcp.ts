@@ -209,7 +209,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   function subjectOf (request: FastifyRequest): string {
     // Without the auth plugin (auth: false) the request has no auth at all.
     const auth = request.auth as FastifyRequest['auth'] | undefined
-    return auth === null || auth === undefined ? ANONYMOUS : sessionOwner(auth.principal, auth.clientId)
+    return auth == null ? ANONYMOUS : sessionOwner(auth.principal, auth.clientId)
   }
 
   function refuse (reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
