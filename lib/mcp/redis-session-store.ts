@@ -224,6 +224,8 @@ export class RedisSessionStore implements SessionStore {
 
   /** Pushes the TTL and last use in the background; a session found gone ends here too. */
   #refresh (cached: Cached, now: number): void {
+    // One refresh in flight per session (whether a use lands meanwhile is timing).
+    /* c8 ignore next */
     if (cached.refreshing) return
     cached.refreshing = true
     const session = cached.session
