@@ -227,7 +227,7 @@ async function main () {
   const perCpuRatio = sessionCall['this server (Redis)'].perCpu / sessionCall['this server'].perCpu
   notes.push(`Redis mode (issue 9): session tools/call at ${(100 * redisRatio).toFixed(0)} % of the in-memory mode's req/s ` +
     `(${(100 * perCpuRatio).toFixed(0)} % per server CPU-s; goal ≥ 60 %: ${redisRatio >= 0.6 ? 'met' : '**not met**'}). ` +
-    'Redis commands per request (median over rounds): ' +
+    'Redis commands per request, as Redis counts them (each EVALSHA plus every command run inside its script; median over rounds): ' +
     Object.entries(redisPerRequest).map(([name, values]) => `${name} ${median(values).toFixed(2)}`).join(', ') +
     '. Redis runs on the same cores as everything else.')
 

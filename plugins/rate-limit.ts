@@ -76,7 +76,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
     cache: 10_000,
     ...(opts.redis !== undefined && {
       redis: opts.redis,
-      nameSpace: opts.nameSpace ?? 'rate-limit:',
+      nameSpace: opts.nameSpace,
       // Redis down: let requests through unlimited rather than fail them all;
       // the session store answers 503 for what truly needs Redis.
       skipOnError: true

@@ -64,13 +64,12 @@ export class SharedRedis {
   #failed (err: Error): void {
     // One warning per outage, not one per reconnect attempt (nor one per
     // flavour of failure: a refused connect and a timed-out one alternate
-    // on a loaded host); the rest at debug level. The message names host
+    // on a loaded host); /ready shows the latest. The message names host
     // and port at most: ioredis never puts the password in it.
     const message = err.message
     if (redisChannel.hasSubscribers) redisChannel.publish({ outcome: 'error' })
     const line = { err: { message, code: (err as NodeJS.ErrnoException).code } }
     if (!this.#outageLogged) this.log.warn(line, 'Redis error')
-    else if (message !== this.#lastError) this.log.debug(line, 'Redis error, again')
     this.#outageLogged = true
     this.#lastError = message
   }

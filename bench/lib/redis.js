@@ -1,7 +1,7 @@
 // A throwaway redis-server for the Redis modes of the bench and the soak:
 // 127.0.0.1, a free port, no persistence, killed with the bench.
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { once } from 'node:events'
 import { Redis } from 'ioredis'
 
@@ -14,13 +14,28 @@ async function freePort () {
   return port
 }
 
+async function answers (port) {
+  return await new Promise(resolve => {
+    const socket = connect(port, '127.0.0.1', () => socket.write('PING\r\n'))
+    socket.setTimeout(500, () => { socket.destroy(); resolve(false) })
+    socket.once('error', () => resolve(false))
+    socket.once('data', (data) => { socket.destroy(); resolve(data.toString().startsWith('+PONG')) })
+  })
+}
+
 export async function startRedis () {
   const port = await freePort()
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
   process.once('exit', () => child.kill('SIGKILL'))
   const url = `redis://127.0.0.1:${port}`
-  const admin = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: (n) => n > 100 ? null : 50 })
-  await admin.connect()
+  // Ready once it answers a PING.
+  const deadline = Date.now() + 10_000
+  while (!await answers(port)) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error('redis-server did not start (is it installed? bash scripts/system-deps.sh)')
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  const admin = new Redis(url)
+  admin.on('error', () => {})
   const stat = async (section, name) => Number(new RegExp(`^${name}:(\\d+)`, 'm').exec(await admin.info(section))?.[1])
   return {
     url,

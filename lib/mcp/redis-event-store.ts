@@ -5,7 +5,8 @@ import type { RedisLink } from './redis-session-store.js'
 export interface RedisEventStoreOptions extends EventStoreOptions {
   /** How long a stream's events stay after its last event (the session idle TTL is a good value). */
   ttlMs: number
-  onError?: (err: Error) => void
+  /** A write that failed (the event is lost for a later resume; nothing else breaks). */
+  onError: (err: Error) => void
 }
 
 // One Redis Stream per SSE stream, `<p>events:<session>:<stream>`, with the
@@ -26,7 +27,7 @@ interface EventCommands {
 export class RedisEventStore implements EventStore {
   readonly #link: RedisLink
   readonly #client: Redis & EventCommands
-  readonly #opts: Required<Omit<RedisEventStoreOptions, 'onError'>> & Pick<RedisEventStoreOptions, 'onError'>
+  readonly #opts: Required<RedisEventStoreOptions>
   readonly #channel: string
   readonly #listeners = new Map<string, Set<() => void>>()
   readonly #onMessage = (channel: string, message: string): void => {
@@ -38,9 +39,8 @@ export class RedisEventStore implements EventStore {
   constructor (link: RedisLink, opts: RedisEventStoreOptions) {
     this.#link = link
     this.#opts = { maxEventsPerStream: 100, maxStreamsPerSession: 32, ...opts }
-    const client = link.client as Redis & Partial<EventCommands>
-    if (client.mcpEventAppend === undefined) client.defineCommand('mcpEventAppend', { numberOfKeys: 1, lua: APPEND })
-    this.#client = client as Redis & EventCommands
+    link.client.defineCommand('mcpEventAppend', { numberOfKeys: 1, lua: APPEND })
+    this.#client = link.client as Redis & EventCommands
     this.#channel = `${link.prefix}events`
     link.subscriber.on('message', this.#onMessage)
     // Subscribed for the replica's life (ioredis resubscribes after a reconnect).
@@ -54,7 +54,7 @@ export class RedisEventStore implements EventStore {
   append (sessionId: string, streamId: string, event: StoredEvent): void {
     this.#client.mcpEventAppend(this.#key(sessionId, streamId), this.#opts.maxEventsPerStream, event.seq, event.data,
       event.final ? '1' : '0', this.#opts.ttlMs, this.#channel, `${sessionId} ${streamId}`)
-      .catch((err: Error) => this.#opts.onError?.(err))
+      .catch(this.#opts.onError)
   }
 
   async replay (sessionId: string, streamId: string, afterSeq: number): Promise<StoredEvent[]> {
@@ -75,7 +75,7 @@ export class RedisEventStore implements EventStore {
     }
     listeners.add(listener)
     this.#client.set(`${this.#link.prefix}resumed:${sessionId}:${streamId}`, '1', 'PX', this.#opts.ttlMs)
-      .catch((err: Error) => this.#opts.onError?.(err))
+      .catch(this.#opts.onError)
     return () => {
       listeners.delete(listener)
       if (listeners.size === 0) this.#listeners.delete(name)

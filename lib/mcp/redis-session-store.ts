@@ -149,12 +149,11 @@ export class RedisSessionStore implements SessionStore {
       ...opts
     }
     this.#margin = Math.min(1000, Math.floor(opts.idleTtlMs / 10))
-    const client = link.client as Redis & Partial<SessionCommands>
-    if (client.mcpSessionCreate === undefined) {
-      client.defineCommand('mcpSessionCreate', { numberOfKeys: 0, lua: CREATE })
-      client.defineCommand('mcpSessionUse', { numberOfKeys: 0, lua: USE })
-      client.defineCommand('mcpSessionEnd', { numberOfKeys: 0, lua: END })
-    }
+    // Defining again (another store on the same connection) only replaces the same script.
+    const client = link.client
+    client.defineCommand('mcpSessionCreate', { numberOfKeys: 0, lua: CREATE })
+    client.defineCommand('mcpSessionUse', { numberOfKeys: 0, lua: USE })
+    client.defineCommand('mcpSessionEnd', { numberOfKeys: 0, lua: END })
     this.#commands = client as unknown as SessionCommands
     this.#endedChannel = `${link.prefix}sessions:ended`
     this.#cancelChannel = `${link.prefix}sessions:cancel`
@@ -171,7 +170,7 @@ export class RedisSessionStore implements SessionStore {
   /** Copies become trustworthy once the subscription is acknowledged (after any reconnect too). */
   #subscribe (): void {
     this.#link.subscriber.subscribe(this.#endedChannel, this.#cancelChannel).then(
-      () => { if (!this.#closed) this.#listening = true },
+      () => { this.#listening = !this.#closed },
       /* c8 ignore next -- lost with the connection (timing): the next 'ready' subscribes again, and until then no copy is trusted */
       () => {}
     )
@@ -225,15 +224,20 @@ export class RedisSessionStore implements SessionStore {
 
   /** Pushes the TTL and last use in the background; a session found gone ends here too. */
   #refresh (cached: Cached, now: number): void {
+    // One refresh in flight per session (whether a use lands meanwhile is timing).
+    /* c8 ignore next */
     if (cached.refreshing) return
     cached.refreshing = true
     const session = cached.session
-    const generation = this.#generation
     this.#commands.mcpSessionUse(this.#link.prefix, session.id, session.subject, this.#opts.idleTtlMs).then(reply => {
       cached.refreshing = false
       // Gone behind this replica's back (an operator's FLUSHDB, a message lost with a connection).
-      if (reply === null) this.#endLocal(session.id, 'expired')
-      else if (generation === this.#generation) cached.refreshedAt = now
+      if (reply === null) {
+        this.#endLocal(session.id, 'expired')
+        return
+      }
+      // The copy's generation stays: one read under a lost subscription is not trusted again by a refresh.
+      cached.refreshedAt = now
     }, () => {
       // Redis failed: the copy ages out of trust, and the next request asks Redis (503 if it is still down).
       cached.refreshing = false
@@ -327,8 +331,8 @@ export class RedisSessionStore implements SessionStore {
   sweep (now = Date.now()): void {
     for (const cached of this.#cache.values()) {
       const session = cached.session
-      if (session.stream !== undefined || session.inflight?.size) {
-        if (now - cached.refreshedAt >= this.#opts.refreshEveryMs) this.#refresh(cached, now)
+      if (session.stream !== undefined || session.inflight !== undefined) {
+        this.#refresh(cached, now)
       } else if (now >= cached.refreshedAt + this.#opts.idleTtlMs) {
         // Only this replica's copy: the session may live on, used elsewhere.
         this.#cache.delete(session.id)

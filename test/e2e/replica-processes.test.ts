@@ -8,6 +8,9 @@ import { FakeAlphaVantage } from '../helpers/fake-alpha-vantage.js'
 import { freePort } from '../helpers/mcp-app.js'
 import { RedisServer } from '../helpers/redis-server.js'
 
+// Two TypeScript apps booting under the test loader on shared cores take more than the suite's 60 s.
+t.setTimeout(240_000)
+
 const require = createRequire(import.meta.url)
 const cli = require.resolve('fastify-cli/cli.js')
 const appPath = new URL('../../app.ts', import.meta.url).pathname
@@ -25,7 +28,7 @@ async function startReplica (t: Test, env: Record<string, string>): Promise<stri
   t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   const base = `http://127.0.0.1:${port}`
   // Cores shared with the rest of the suite: starting the TypeScript app can take a while.
-  const deadline = Date.now() + 60_000
+  const deadline = Date.now() + 180_000
   for (;;) {
     try {
       if ((await fetch(`${base}/ready`)).ok) return base

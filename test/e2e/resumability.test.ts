@@ -132,3 +132,21 @@ t.test('a notifications/cancelled landing on B cancels the call running on A', a
   t.equal(signal.aborted, true)
   t.equal((await call).status, 200)
 })
+
+t.test('a resumed stream still following at shutdown ends with the server', async t => {
+  const [a] = await replicas(t, false)
+  const session = await initSession(a.app.app, a.app.token)
+  const headers = mcpHeaders(a.app.token, session, '2025-06-18')
+  const controller = new AbortController()
+  const res = await fetch(`${a.base}/mcp`, { method: 'POST', headers, body: JSON.stringify(toolCall('report_then_hold', {}, 1, { progressToken: 1 })), signal: controller.signal })
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  let seen = ''
+  while (!seen.includes('notifications/progress')) seen += new TextDecoder().decode((await reader.read()).value)
+  controller.abort()
+  const lastId = [...seen.matchAll(/^id: (\S+)$/gm)].at(-1)?.[1] as string
+  const resumed = await fetch(`${a.base}/mcp`, { headers: { ...headers, accept: 'text/event-stream', 'last-event-id': lastId } })
+  t.equal(resumed.status, 200)
+  const body = resumed.text()
+  await a.app.app.close()
+  t.equal(await body, '', 'nothing was left to replay, and the stream ended at shutdown')
+})

@@ -16,7 +16,7 @@ const memory: Factory = async (t) => {
 }
 const redis: Factory = async (t) => {
   const link = await sharedRedis(t, server, `events${++n}:`)
-  const store = new RedisEventStore(link, { ttlMs: 60_000, maxEventsPerStream: 3, maxStreamsPerSession: 2 })
+  const store = new RedisEventStore(link, { ttlMs: 60_000, maxEventsPerStream: 3, maxStreamsPerSession: 2, onError: () => {} })
   t.teardown(() => store.close())
   await new Promise(resolve => setTimeout(resolve, 50)) // the subscription is acknowledged
   return store
@@ -54,6 +54,7 @@ for (const [name, make] of [['MemoryEventStore', memory], ['RedisEventStore', re
       await until('told', () => told === 1)
       t.equal(await store.resumed('s1', 'A'), true)
       t.equal(await store.resumed('s1', 'B'), false)
+      t.equal(await store.resumed('s1', 'Z'), false, 'an unknown stream of a known session')
       stop()
       other()
       store.append('s1', 'A', event(2))

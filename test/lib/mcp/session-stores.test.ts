@@ -118,6 +118,7 @@ for (const [name, make] of [['MemorySessionStore', memory], ['RedisSessionStore'
     t.test('cancel aborts the named call of the session', async t => {
       const { sessions } = await make(t)
       const s = await sessions.create(ALICE, 'v', undefined)
+      sessions.cancel(s.id, 'r1') // nothing in flight yet
       const call = new AbortController()
       s.inflight = new Map([['r1', call]])
       sessions.cancel(s.id, 'other')
@@ -155,6 +156,8 @@ t.test('RedisSessionStore across replicas', async t => {
   t.test('a session opened on A is used on B; deleted on B, A forgets it at once', async t => {
     const [a, b] = await replicas(t)
     const s = await a.sessions.create(ALICE, '2025-03-26', { name: 'sdk', version: '2' })
+    t.equal(await b.sessions.use(s.id, sessionOwner('user:mallory', 'app-a')), undefined, 'B, asked by another owner, says nothing and keeps no copy')
+    t.equal(b.sessions.get(s.id), undefined)
     const onB = await b.sessions.use(s.id, ALICE) as McpSession
     t.match(onB, { id: s.id, subject: ALICE, protocolVersion: '2025-03-26', clientInfo: { name: 'sdk', version: '2' }, createdAt: s.createdAt })
     t.equal(b.sessions.use(s.id, ALICE), onB, 'B answers from its copy now, synchronously')
@@ -244,6 +247,8 @@ t.test('RedisSessionStore keeps its copies honest', async t => {
     const { sessions, link } = await one(t, { idleTtlMs: 5000 })
     const streaming = await sessions.create(ALICE, 'v', undefined)
     const idle = await sessions.create(ALICE, 'v', undefined)
+    const calling = await sessions.create(ALICE, 'v', undefined)
+    calling.inflight = new Map()
     streaming.stream = {} as McpSession['stream']
     const key = `${link.prefix}session:${streaming.id}`
     await link.client.pexpire(key, 1000)
@@ -253,6 +258,7 @@ t.test('RedisSessionStore keeps its copies honest', async t => {
     sessions.sweep(Date.now() + 6000)
     t.equal(sessions.get(idle.id), undefined, 'the idle copy is forgotten')
     t.equal(sessions.get(streaming.id), streaming, 'the streaming one kept')
+    t.equal(sessions.get(calling.id), calling, 'and the one with calls in flight')
     streaming.stream = undefined
   })
 })
