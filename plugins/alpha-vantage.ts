@@ -66,9 +66,10 @@ async function alphaVantagePlugin (fastify: FastifyInstance, opts: AlphaVantageP
       freshMs: ttlMs,
       // Longer than the longest call the holder can make: the pace's queue, every attempt and its backoff.
       lockMs: paceMaxWaitMs + (retries + 1) * (opts.timeoutMs + (opts.retryBaseMs ?? 250) * 2 ** retries) + 5000,
-      reviveError: failure => new AlphaVantageError((failure.kind ?? 'unavailable') as UpstreamFailureKind, failure.message),
-      // A caller that used its own share: another caller on another replica may still ask.
-      isPrivateFailure: err => err instanceof AlphaVantageError && err.subjectShare,
+      reviveError: failure => new AlphaVantageError(failure.kind as UpstreamFailureKind, failure.message),
+      // Shared: what Alpha Vantage answered. Not shared: a caller that used its own share (another
+      // caller on another replica may still ask), and anything that is not an upstream answer (a bug).
+      isPrivateFailure: err => !(err instanceof AlphaVantageError) || err.subjectShare,
       log: fastify.log
     })
   } else {
