@@ -338,8 +338,9 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
 
   /** The entry once the holder says it landed (or it already has); undefined when the wait ends without one. */
   async #wait (key: string, woken: Promise<Woken>): Promise<CacheEntry<V> | undefined> {
-    // The answer may have landed between our GET and our SET NX.
+    // The answer may have landed between our GET and our SET NX (a race a test cannot time reliably).
     const early = await this.#freshRemote(key)
+    /* c8 ignore next */
     if (early !== undefined) return early
     const message = await woken
     if (message.failure !== undefined) throw this.#opts.reviveError(message.failure)

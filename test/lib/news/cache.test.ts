@@ -291,6 +291,11 @@ t.test('redis: a failing command (not a lost connection) degrades the same way',
   t.equal(await cache.get('k'), undefined)
   t.equal(warnings.length, 1)
   await link.client.del(link.key('news', 'entry', 'k'))
+  // The index holds a string: the bounded SET fails; the entry is kept here all the same.
+  await link.client.set(link.key('news', 'index'), 'not a sorted set')
+  await cache.set('k', { value: 'here', storedAt: Date.now(), bytes: 1 })
+  t.equal((await cache.get('k'))?.value, 'here')
+  await link.client.del(link.key('news', 'index'))
   await cache.set('k', { value: 'v', storedAt: Date.now(), bytes: 1 })
   t.equal((await redisCache(link, BOUNDS).get('k'))?.value, 'v', 'working again at once')
 })
