@@ -49,6 +49,7 @@ async function alphaVantagePlugin (fastify: FastifyInstance, opts: AlphaVantageP
   const ttlMs = opts.cacheTtlMs ?? 300_000
   const retries = opts.retries ?? 2
   const paceMaxWaitMs = opts.paceMaxWaitMs ?? 30_000
+  const retryBaseMs = opts.retryBaseMs ?? 250
   const bounds = {
     maxEntries: opts.cacheMaxEntries ?? 500,
     maxBytes: opts.cacheMaxBytes ?? 32 * 1024 * 1024,
@@ -65,10 +66,11 @@ async function alphaVantagePlugin (fastify: FastifyInstance, opts: AlphaVantageP
       ...bounds,
       freshMs: ttlMs,
       // Longer than the longest call the holder can make: the pace's queue, every attempt and its backoff.
-      lockMs: paceMaxWaitMs + (retries + 1) * (opts.timeoutMs + (opts.retryBaseMs ?? 250) * 2 ** retries) + 5000,
-      reviveError: failure => new AlphaVantageError((failure.kind ?? 'unavailable') as UpstreamFailureKind, failure.message),
-      // A caller that used its own share: another caller on another replica may still ask.
-      isPrivateFailure: err => err instanceof AlphaVantageError && err.subjectShare,
+      lockMs: paceMaxWaitMs + (retries + 1) * (opts.timeoutMs + retryBaseMs * 2 ** retries) + 5000,
+      reviveError: failure => new AlphaVantageError(failure.kind as UpstreamFailureKind, failure.message),
+      // Shared: what Alpha Vantage answered. Not shared: a caller that used its own share (another
+      // caller on another replica may still ask), and anything that is not an upstream answer (a bug).
+      isPrivateFailure: err => !(err instanceof AlphaVantageError) || err.subjectShare,
       log: fastify.log
     })
   } else {
@@ -88,7 +90,7 @@ async function alphaVantagePlugin (fastify: FastifyInstance, opts: AlphaVantageP
     ...(opts.dailyLimitProbeMs !== undefined ? { dailyLimitProbeMs: opts.dailyLimitProbeMs } : {}),
     ...(quotaStore !== undefined ? { quotaStore } : {}),
     retries,
-    retryBaseMs: opts.retryBaseMs ?? 250,
+    retryBaseMs,
     circuitThreshold: opts.circuitThreshold ?? 5,
     circuitCooldownMs: opts.circuitCooldownMs ?? 60_000,
     log: fastify.log

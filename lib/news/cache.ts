@@ -105,9 +105,9 @@ export interface RedisCacheOptions {
   /** How long one process may hold a question's lock (longer than its longest upstream call, retries and pace included). */
   lockMs: number
   /** Turns a coalesced call's published failure back into the error its waiters throw. */
-  reviveError?: (failure: { kind?: string, message: string }) => Error
+  reviveError: (failure: { kind?: string, message: string }) => Error
   /** The failure of a fetch that the other processes should not share (they ask themselves instead). */
-  isPrivateFailure?: (err: unknown) => boolean
+  isPrivateFailure: (err: unknown) => boolean
   log?: Pick<FastifyBaseLogger, 'warn' | 'info'>
   now?: () => number
 }
@@ -275,19 +275,24 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
     const token = randomUUID()
     for (;;) {
       if (!redis.available) return await fetch()
-      let taken: string | null
+      // Listening before the lock is tried: an answer published in between is not missed.
+      const listening = this.#listen(key)
       try {
-        // Subscribed before the lock is tried: an answer published in between is not missed.
-        await this.#subscribe()
-        taken = await redis.client.set(lock, token, 'PX', this.#opts.lockMs, 'NX')
-      } catch (err) {
-        this.#failed(err)
-        return await fetch()
+        let taken: string | null
+        try {
+          await this.#subscribe()
+          taken = await redis.client.set(lock, token, 'PX', this.#opts.lockMs, 'NX')
+        } catch (err) {
+          this.#failed(err)
+          return await fetch()
+        }
+        if (taken === 'OK') return await this.#holdLock(key, lock, token, fetch)
+        const entry = await this.#wait(key, listening.woken)
+        if (entry !== undefined) return entry
+        // No answer: the holder died (its lock expired) or failed privately. Take the lock in turn.
+      } finally {
+        listening.stop()
       }
-      if (taken === 'OK') return await this.#holdLock(key, lock, token, fetch)
-      const entry = await this.#wait(key)
-      if (entry !== undefined) return entry
-      // No answer: the holder died (its lock expired) or failed privately. Take the lock in turn.
     }
   }
 
@@ -296,7 +301,7 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
     try {
       return await fetch()
     } catch (err) {
-      if (this.#opts.isPrivateFailure?.(err) !== true) {
+      if (!this.#opts.isPrivateFailure(err)) {
         woken = { failure: { kind: (err as { kind?: string }).kind, message: (err as Error).message } }
       }
       throw err
@@ -309,8 +314,8 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
     }
   }
 
-  /** Waits for the lock holder's message (or the lock's lifetime); the entry if it landed, else undefined. */
-  async #wait (key: string): Promise<CacheEntry<V> | undefined> {
+  /** Registers for the lock holder's message on `key`; wakes with nothing after the lock's lifetime. */
+  #listen (key: string): { woken: Promise<Woken>, stop: () => void } {
     let wake!: (woken: Woken) => void
     const woken = new Promise<Woken>(resolve => { wake = resolve })
     let set = this.#waiters.get(key)
@@ -320,20 +325,26 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
     }
     set.add(wake)
     const timer = setTimeout(() => wake({}), this.#opts.lockMs)
-    try {
-      // The answer may have landed between our GET and our SET NX.
-      const early = await this.#freshRemote(key)
-      if (early !== undefined) return early
-      const message = await woken
-      if (message.failure !== undefined) {
-        throw this.#opts.reviveError?.(message.failure) ?? new Error(message.failure.message)
+    const waiters = set
+    return {
+      woken,
+      stop: () => {
+        clearTimeout(timer)
+        waiters.delete(wake)
+        if (waiters.size === 0) this.#waiters.delete(key)
       }
-      return await this.#freshRemote(key)
-    } finally {
-      clearTimeout(timer)
-      set.delete(wake)
-      if (set.size === 0) this.#waiters.delete(key)
     }
+  }
+
+  /** The entry once the holder says it landed (or it already has); undefined when the wait ends without one. */
+  async #wait (key: string, woken: Promise<Woken>): Promise<CacheEntry<V> | undefined> {
+    // The answer may have landed between our GET and our SET NX (a race a test cannot time reliably).
+    const early = await this.#freshRemote(key)
+    /* c8 ignore next */
+    if (early !== undefined) return early
+    const message = await woken
+    if (message.failure !== undefined) throw this.#opts.reviveError(message.failure)
+    return await this.#freshRemote(key)
   }
 
   async #freshRemote (key: string): Promise<CacheEntry<V> | undefined> {
@@ -347,6 +358,8 @@ export class RedisResponseCache<V> implements ResponseCache<V> {
       if (!this.#listening) {
         this.#listening = true
         subscriber.on('message', (channel: string, message: string) => {
+          // The subscriber connection is the app's: other stores may listen on their own channels.
+          /* c8 ignore next */
           if (channel !== this.#channel) return
           const { key, failure } = JSON.parse(message) as { key: string, failure?: Woken['failure'] }
           for (const wake of this.#waiters.get(key) ?? []) wake({ failure })

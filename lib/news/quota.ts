@@ -176,7 +176,7 @@ export class FallbackQuotaStore implements QuotaStore {
   constructor (
     readonly shared: QuotaStore,
     readonly available: () => boolean,
-    readonly log?: { warn: (obj: object, msg: string) => void }
+    readonly log: { warn: (obj: object, msg: string) => void }
   ) {}
 
   async #either<T> (op: (store: QuotaStore) => Promise<T>): Promise<T> {
@@ -186,7 +186,7 @@ export class FallbackQuotaStore implements QuotaStore {
         this.#degraded = false
         return result
       } catch (err) {
-        if (!this.#degraded) this.log?.warn({ err: { message: (err as Error).message } }, 'news quota: Redis failed; this replica counts alone until it returns')
+        if (!this.#degraded) this.log.warn({ err: { message: (err as Error).message } }, 'news quota: Redis failed; this replica counts alone until it returns')
         this.#degraded = true
       }
     }

@@ -274,7 +274,7 @@ export class NewsService {
       return await wait
     } catch (err) {
       // The caller that started the call had used its share: that is no answer for someone else.
-      if (joined && err instanceof AlphaVantageError && err.subjectShare && signal?.aborted !== true) return await this.#shared(key, query, signal, subject)
+      if (joined && err instanceof AlphaVantageError && err.subjectShare) return await this.#shared(key, query, signal, subject)
       throw err
     }
   }

@@ -57,7 +57,7 @@ type ToolResult = Awaited<ReturnType<Client['callTool']>>
 const text = (r: ToolResult): string => (r.content as Array<{ text?: string }>)[0]?.text ?? ''
 
 t.test('10 concurrent identical questions spread over two replicas make one upstream call (issue 9.7)', async t => {
-  const { a, b, issuer, upstream } = await replicas(t, {})
+  const { a, b, issuer, upstream } = await replicas(t, { ALPHA_VANTAGE_RETRIES: '0' })
   const token = await issuer.token()
   const clients = [await connect(t, a, token), await connect(t, b, token)]
   upstream.mode = 'slow'
@@ -71,10 +71,21 @@ t.test('10 concurrent identical questions spread over two replicas make one upst
   }
   const fetchedAt = new Set(results.map(r => (r.structuredContent as { freshness: { fetchedAt: string } }).freshness.fetchedAt))
   t.equal(fetchedAt.size, 1, 'one answer, seen by every caller on both replicas')
+
+  // An upstream that fails: one call, and every waiter on both replicas gets its failure.
+  upstream.hits = []
+  upstream.mode = 'hang'
+  const failed = await Promise.all(Array.from({ length: 4 }, async (_, i) => await clients[i % 2]!.callTool({ name: 'get_news_sentiment', arguments: { ticker: 'MSFT' } })))
+  t.equal(upstream.hits.length, 1, 'the failing question asked once')
+  for (const r of failed) {
+    t.equal(r.isError, true)
+    t.match(text(r), /did not answer within 1 s/)
+  }
 })
 
 t.test('a quota spent through replica A refuses on replica B; cached answers still served there (issue 9.7)', async t => {
-  const { a, b, issuer, upstream } = await replicas(t, { ALPHA_VANTAGE_DAILY_LIMIT: '2' })
+  // Paced (a shared counter per minute window), well above what this test asks.
+  const { a, b, issuer, upstream } = await replicas(t, { ALPHA_VANTAGE_DAILY_LIMIT: '2', ALPHA_VANTAGE_CALLS_PER_MINUTE: '100' })
   const token = await issuer.token()
   const onA = await connect(t, a, token)
   const onB = await connect(t, b, token)

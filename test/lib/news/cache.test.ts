@@ -3,6 +3,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { MemoryResponseCache, RedisResponseCache, type CacheEntry, type RedisCacheOptions, type RedisLink, type ResponseCache } from '../../../lib/news/cache.js'
 import { SharedRedis } from '../../../plugins/redis.js'
 import { RedisServer } from '../../helpers/redis-server.js'
+import { freePort } from '../../helpers/mcp-app.js'
+import { Redis } from 'ioredis'
 
 function cache (opts: { maxEntries?: number, maxBytes?: number, retentionMs?: number } = {}): { cache: MemoryResponseCache<string>, clock: { now: number } } {
   const clock = { now: 1_000_000 }
@@ -96,7 +98,15 @@ async function sharedRedis (t: Test, server?: RedisServer): Promise<SharedRedis>
 }
 
 function redisCache (link: RedisLink, bounds: Bounds, over: Partial<RedisCacheOptions> = {}): RedisResponseCache<string> {
-  return new RedisResponseCache<string>({ redis: link, ...bounds, freshMs: 60_000, lockMs: 1000, ...over })
+  return new RedisResponseCache<string>({
+    redis: link,
+    ...bounds,
+    freshMs: 60_000,
+    lockMs: 1000,
+    reviveError: f => new Error(f.message),
+    isPrivateFailure: () => false,
+    ...over
+  })
 }
 
 const silentLog = { warn: () => {}, info: () => {}, error: () => {}, debug: () => {}, trace: () => {}, fatal: () => {}, child: () => silentLog, level: 'silent' } as unknown as FastifyBaseLogger
@@ -237,7 +247,9 @@ t.test('redis: when Redis fails the cache answers from memory without throwing, 
   const cache = redisCache(link, BOUNDS, { freshMs: 1, log })
   await cache.set('before', { value: 'kept here', storedAt: Date.now() - 10, bytes: 1 })
 
-  await server.stop()
+  // Redis goes away while this replica holds a question's lock: the answer still comes back.
+  const held = await cache.coalesce('held', async () => { await server.stop(); return { value: 'answered', storedAt: Date.now(), bytes: 1 } })
+  t.equal(held.value, 'answered', 'the lock could not be released; the caller gets its answer all the same')
   const deadline = Date.now() + 5000
   while (link.available && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 10))
   t.equal((await cache.get('before'))?.value, 'kept here', 'the local copy answers')
@@ -255,6 +267,20 @@ t.test('redis: when Redis fails the cache answers from memory without throwing, 
   t.ok(warnings.length <= 1, 'an outage is logged once at most')
 })
 
+t.test('redis: a subscription that fails makes this replica ask alone, and is tried again next time', async t => {
+  const link = await sharedRedis(t)
+  // A subscriber connection that cannot reach Redis (as after a failover), the main one fine.
+  const deadSubscriber = new Redis(`redis://127.0.0.1:${await freePort()}`, { enableOfflineQueue: false, lazyConnect: true, maxRetriesPerRequest: 0 })
+  t.teardown(() => deadSubscriber.disconnect())
+  const broken = { client: link.client, subscriber: deadSubscriber, available: true, key: link.key.bind(link) }
+  const cache = redisCache(broken, BOUNDS)
+  let fetched = 0
+  const fetch = async (): Promise<CacheEntry<string>> => { fetched++; return { value: 'alone', storedAt: Date.now(), bytes: 1 } }
+  t.equal((await cache.coalesce('q', fetch)).value, 'alone')
+  t.equal((await cache.coalesce('q', fetch)).value, 'alone')
+  t.equal(fetched, 2, 'each time on its own, no error')
+})
+
 t.test('redis: a failing command (not a lost connection) degrades the same way', async t => {
   const link = await sharedRedis(t)
   const warnings: string[] = []
@@ -265,6 +291,11 @@ t.test('redis: a failing command (not a lost connection) degrades the same way',
   t.equal(await cache.get('k'), undefined)
   t.equal(warnings.length, 1)
   await link.client.del(link.key('news', 'entry', 'k'))
+  // The index holds a string: the bounded SET fails; the entry is kept here all the same.
+  await link.client.set(link.key('news', 'index'), 'not a sorted set')
+  await cache.set('k', { value: 'here', storedAt: Date.now(), bytes: 1 })
+  t.equal((await cache.get('k'))?.value, 'here')
+  await link.client.del(link.key('news', 'index'))
   await cache.set('k', { value: 'v', storedAt: Date.now(), bytes: 1 })
   t.equal((await redisCache(link, BOUNDS).get('k'))?.value, 'v', 'working again at once')
 })

@@ -39,6 +39,8 @@ for (const [name, make] of implementations) {
     t.same(await a.take('dave', limits), { ok: false, refusal: 'daily', used: 5, subjectUsed: 0 }, 'the day is spent for everyone')
     t.same(await b.usage('alice', DAY), { used: 5, subjectUsed: 2 })
     t.same(await b.usage(undefined, DAY), { used: 5, subjectUsed: 0 })
+    t.same(await a.usage('nobody', DAY), { used: 5, subjectUsed: 0 }, 'a subject never seen: nothing used')
+    t.same(await a.usage('alice', DAY + 5), { used: 0, subjectUsed: 0 }, 'a day not yet counted: nothing used')
     t.same(await a.take('alice', { ...limits, day: DAY + 1, resetsAt: limits.resetsAt + 86_400_000 }), { ok: true, used: 1, subjectUsed: 1 }, 'a new day starts at zero')
   })
 

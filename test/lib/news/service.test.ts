@@ -2,6 +2,7 @@ import t from 'tap'
 import type { FastifyBaseLogger } from 'fastify'
 import { AlphaVantageError, type NewsFeed, type NewsQuery } from '../../../lib/news/alpha-vantage.js'
 import { MemoryResponseCache } from '../../../lib/news/cache.js'
+import { MemoryQuotaStore } from '../../../lib/news/quota.js'
 import { NewsService, cacheKey, type NewsServiceOptions } from '../../../lib/news/service.js'
 
 const DAY = 86_400_000
@@ -357,4 +358,14 @@ t.test('an upstream rate-limit answer names the next minute', async t => {
   clock.now = Date.UTC(2024, 4, 20, 12, 0, 10)
   client.answers = [new AlphaVantageError('rate_limited', 'slow down')]
   await t.rejects(service.query(AAPL), { kind: 'rate_limited', message: /rate limit for this server's API key is reached; the next try is at 12:01:00 UTC/ })
+})
+
+t.test('a daily-limit hold set by another replica stops this one\'s calls too (issue 9.4)', async t => {
+  const store = new MemoryQuotaStore()
+  const a = harness({ quotaStore: store })
+  const b = harness({ quotaStore: store })
+  a.client.answers = [new AlphaVantageError('daily_limit', 'daily limit')]
+  await t.rejects(a.service.query(AAPL), { name: 'AlphaVantageError', kind: 'daily_limit' })
+  await t.rejects(b.service.query({ tickers: ['MSFT'] }), { name: 'AlphaVantageError', kind: 'daily_limit', message: /next try is at 12:30:00 UTC/ })
+  t.equal(b.client.calls.length, 0, 'the other replica did not call')
 })
