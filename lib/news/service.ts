@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { AlphaVantageError, type AlphaVantageClient, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
 import type { ResponseCache } from './cache.js'
+import { WideFeedIndex } from './feed-window.js'
 
 export type QuotaState = 'ok' | 'near' | 'spent'
 
@@ -77,6 +78,8 @@ export class NewsService {
   #fetchedAt = { storedAt: -1, iso: '' }
   #failures = 0
   #openUntil = 0
+  /** Cached feeds by family, so that a narrower question is cut out of a wider cached feed. */
+  readonly #wide = new WideFeedIndex(1024)
 
   constructor (opts: NewsServiceOptions) {
     this.#opts = { nearQuotaRatio: 0.8, now: Date.now, ...opts }
@@ -112,6 +115,21 @@ export class NewsService {
     return { state, used: this.#used, limit: dailyLimit, remaining, resetsAt: this.#resetsAt }
   }
 
+  /** A fresh answer without calling upstream (this question's entry, or a wider cached feed cut to it), if there is one. */
+  async cached (query: NewsQuery): Promise<NewsAnswer | undefined> {
+    const key = cacheKey(query)
+    const entry = await this.#opts.cache.get(key)
+    if (entry !== undefined && this.#opts.now() - entry.storedAt < this.#opts.ttlMs) {
+      return this.#answer(entry.value, entry.storedAt, true, undefined)
+    }
+    return await this.#fromWider(query, key)
+  }
+
+  async #fromWider (query: NewsQuery, key: string): Promise<NewsAnswer | undefined> {
+    const wider = await this.#wide.find(query, key, k => this.#opts.cache.get(k), storedAt => this.#opts.now() - storedAt < this.#opts.ttlMs)
+    return wider === undefined ? undefined : this.#answer(wider.feed, wider.storedAt, true, undefined)
+  }
+
   /** `opts.signal` is read only when the upstream must be asked (a tool context makes it on demand). */
   async query (query: NewsQuery, opts: { readonly signal?: AbortSignal } = {}): Promise<NewsAnswer> {
     const key = cacheKey(query)
@@ -120,6 +138,8 @@ export class NewsService {
     if (entry !== undefined && now - entry.storedAt < this.#opts.ttlMs) {
       return this.#answer(entry.value, entry.storedAt, true, undefined)
     }
+    const wider = await this.#fromWider(query, key)
+    if (wider !== undefined) return wider
 
     // Refuse to call upstream when it cannot help: quota spent, or the circuit open.
     const quota = this.quota()
@@ -170,6 +190,7 @@ export class NewsService {
       call = this.#fetchWithRetry(query).then(async feed => {
         const storedAt = this.#opts.now()
         await this.#opts.cache.set(key, { value: feed, storedAt, bytes: feed.bytes })
+        this.#wide.remember(key, query)
         return { feed, storedAt }
       }).finally(() => this.#inflight.delete(key))
       this.#inflight.set(key, call)
