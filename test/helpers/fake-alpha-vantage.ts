@@ -28,6 +28,8 @@ export class FakeAlphaVantage {
   slowMs = 300
   /** Replaces the fixture body for `ok` answers. */
   body: unknown = newsFixture
+  /** When set, the `ok` body for each request's parameters (a feed per ticker, say). */
+  bodyFor: ((params: URLSearchParams) => unknown) | undefined
 
   private constructor () {
     this.server = createServer((req, res) => this.handle(req, res))
@@ -73,7 +75,7 @@ export class FakeAlphaVantage {
         setTimeout(() => this.send(res, 200, this.body), this.slowMs).unref()
         return
       case 'hang': return // never answers: the client's timeout must fire
-      default: return this.send(res, 200, this.body)
+      default: return this.send(res, 200, this.bodyFor === undefined ? this.body : this.bodyFor(url.searchParams))
     }
   }
 }
