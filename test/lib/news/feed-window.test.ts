@@ -20,7 +20,7 @@ function article (i: number, at: number | null): Article {
     overallSentimentScore: 0,
     overallSentimentLabel: null,
     topics: [],
-    tickerSentiment: [{ ticker: 'AAPL', relevance: 1, score: 0.1 }]
+    tickerSentiment: [{ ticker: 'AAPL', relevance: 1, score: 0.1, label: null }]
   }
 }
 
