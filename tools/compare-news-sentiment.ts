@@ -5,7 +5,7 @@ import type { NewsAnswer } from '../lib/news/service.js'
 import { Ticker, TimeArg, UPSTREAM_LIMIT, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, windowOf } from '../lib/news/arguments.js'
 import { comparisonRow, planCalls, rankComparison, type ComparisonRow } from '../lib/news/compare.js'
 import { coverageOf } from '../lib/news/feed-window.js'
-import { signed } from '../lib/news/trend.js'
+import { isoSeconds, signed } from '../lib/news/trend.js'
 import { AggregateOutput, QuotaOutput, TimeSpanOutput, aggregateText } from '../lib/news/format.js'
 import { ToolError } from '../lib/mcp/tools.js'
 
@@ -81,7 +81,7 @@ export default async function compareNewsSentimentTool (fastify: FastifyInstance
     const cached = await Promise.all(queries.map(async q => await news.cached(q)))
     const quota = news.quota()
     const plan = planCalls(args.tickers, cached.map(c => c !== undefined), remainingToday(ctx.auth?.subject), quota.resetsAt)
-    const window = { from: new Date(from).toISOString(), to: args.timeTo === undefined ? null : new Date(args.timeTo).toISOString() }
+    const window = { from: isoSeconds(from), to: args.timeTo === undefined ? null : isoSeconds(args.timeTo) }
     const upstreamCalls = { needed: plan.needed, cached: plan.cached, remainingBefore: plan.remaining }
     if (args.dryRun) {
       const text = `Comparing ${args.tickers.join(', ')} would spend ${plan.needed} Alpha Vantage call${plan.needed === 1 ? '' : 's'}` +

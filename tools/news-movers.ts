@@ -6,6 +6,7 @@ import { newsMovers, type TickerMentions } from '../lib/news/movers.js'
 import { SENTIMENT_LABELS, timeSpanOf } from '../lib/news/sentiment.js'
 import { FreshnessOutput, QuotaOutput, TimeSpanOutput, fixed, spanText } from '../lib/news/format.js'
 import { coverageOf } from '../lib/news/feed-window.js'
+import { isoSeconds } from '../lib/news/trend.js'
 
 const DEFAULT_WINDOW = '24h'
 
@@ -37,8 +38,8 @@ export const NewsMoversOutput = z.object({
   ranked: z.number().int().describe('Tickers with at least minArticles articles'),
   minArticles: z.number().int(),
   mostMentioned: z.array(MentionOutput),
-  mostBullish: z.array(MentionOutput),
-  mostBearish: z.array(MentionOutput),
+  mostBullish: z.array(MentionOutput).describe('Positive weighted scores, highest first'),
+  mostBearish: z.array(MentionOutput).describe('Negative weighted scores, lowest first'),
   freshness: FreshnessOutput,
   quota: QuotaOutput
 })
@@ -70,7 +71,7 @@ export default async function newsMoversTool (fastify: FastifyInstance): Promise
       const coverage = coverageOf(feed, UPSTREAM_LIMIT)
       const fields = {
         topics,
-        window: { from: new Date(from).toISOString(), to: args.timeTo === undefined ? null : new Date(args.timeTo).toISOString() },
+        window: { from: isoSeconds(from), to: args.timeTo === undefined ? null : isoSeconds(args.timeTo) },
         articlesConsidered: feed.articles.length,
         timeSpan: timeSpanOf(feed.articles),
         complete: coverage.complete,

@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
 import { NewsResponder } from '../lib/news/responder.js'
 import { Ticker, TimeArg, UPSTREAM_LIMIT, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, windowOf } from '../lib/news/arguments.js'
-import { MAX_WINDOW_MS, changeText, chooseBucketSize, partText, sentimentTrend, type TrendBucket } from '../lib/news/trend.js'
+import { MAX_WINDOW_MS, changeText, chooseBucketSize, isoSeconds, partText, sentimentTrend, type TrendBucket } from '../lib/news/trend.js'
 import { coverageOf } from '../lib/news/feed-window.js'
 import { SENTIMENT_LABELS } from '../lib/news/sentiment.js'
 import { FreshnessOutput, QuotaOutput, fixed } from '../lib/news/format.js'
@@ -63,10 +63,6 @@ export const SentimentTrendOutput = z.object({
 
 type SentimentTrendResult = z.infer<typeof SentimentTrendOutput>
 
-function iso (ms: number): string {
-  return new Date(ms).toISOString().replace('.000Z', 'Z')
-}
-
 function bucketLine (b: TrendBucket): string {
   return b.articles === 0 ? `${b.period}  0` : `${b.period}  ${b.articles}  ${fixed(b.score)}  ${b.label as string}`
 }
@@ -95,7 +91,7 @@ export default async function sentimentTrendTool (fastify: FastifyInstance): Pro
       const fields = {
         ticker: trend.ticker,
         bucketSize: trend.bucketSize,
-        window: { from: iso(from), to: iso(to) },
+        window: { from: isoSeconds(from), to: isoSeconds(to) },
         buckets: trend.buckets,
         whole: trend.whole,
         firstPart: trend.firstPart,

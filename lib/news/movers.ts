@@ -30,7 +30,8 @@ interface Tally { weighted: number, weights: number, articles: number }
 /**
  * Ranks the tickers of a feed three ways, `top` each, counting only tickers
  * scored in at least `minArticles` articles (one glowing article does not
- * make a mover). Ties: more articles first, then the symbol, so that the
+ * make a mover): most mentioned, most bullish (positive scores, highest
+ * first), most bearish (negative scores, lowest first). Ties: more articles first, then the symbol, so that the
  * same feed always ranks the same way.
  */
 export function newsMovers (articles: Article[], minArticles: number, top: number): Movers {
@@ -61,7 +62,8 @@ export function newsMovers (articles: Article[], minArticles: number, top: numbe
     ranked: ranked.length,
     minArticles,
     mostMentioned: [...ranked].sort(byArticles).slice(0, top),
-    mostBullish: [...ranked].sort((a, b) => b.score - a.score || byArticles(a, b)).slice(0, top),
-    mostBearish: [...ranked].sort((a, b) => a.score - b.score || byArticles(a, b)).slice(0, top)
+    // A ticker the news likes is not among the "most bearish" just because the list is short.
+    mostBullish: ranked.filter(m => m.score > 0).sort((a, b) => b.score - a.score || byArticles(a, b)).slice(0, top),
+    mostBearish: ranked.filter(m => m.score < 0).sort((a, b) => a.score - b.score || byArticles(a, b)).slice(0, top)
   }
 }

@@ -92,7 +92,8 @@ function part (sums: Sum[]): Part {
   return { buckets: sums.length, articles, score, label: score === null ? null : labelFor(score) }
 }
 
-function iso (ms: number): string {
+/** ISO 8601 UTC to the second, as publishedAt is written. */
+export function isoSeconds (ms: number): string {
   return new Date(ms).toISOString().replace('.000Z', 'Z')
 }
 
@@ -127,8 +128,8 @@ export function sentimentTrend (articles: Article[], ticker: string, fromMs: num
     const score = s.weights > 0 ? s.weighted / s.weights : null
     return {
       period: size === 'day' ? easternDate(start) : easternIso(start),
-      start: iso(start),
-      end: iso(edges[i + 1] as number),
+      start: isoSeconds(start),
+      end: isoSeconds(edges[i + 1] as number),
       articles: s.articles,
       score,
       label: score === null ? null : labelFor(score)

@@ -43,7 +43,7 @@ t.test('side by side, each from its own feed, most bullish first', async t => {
   t.same(out.failed, [])
   t.equal(out.quota.used, 3)
   const lines = res.text.split('\n')
-  t.equal(lines[0], `AAA or FFF or CCC since 2024-05-20T00:00:00.000Z: ${want[0]!.ticker} reads most bullish (${referenceLabel(want[0]!.score as number)}).`)
+  t.equal(lines[0], `AAA or FFF or CCC since 2024-05-20T00:00:00Z: ${want[0]!.ticker} reads most bullish (${referenceLabel(want[0]!.score as number)}).`)
   t.match(lines.at(-1), 'Upstream: 3 Alpha Vantage calls for this comparison; 22 of 25 left today.')
 
   // Cached tickers cost nothing; the same ticker through get_news_sentiment is the same question.

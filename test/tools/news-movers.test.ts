@@ -52,8 +52,8 @@ t.test('ranked three ways, ties settled, tickers below the minimum left out', as
   t.equal(out.ranked, rows.length)
   t.equal(out.minArticles, 3)
   compareRows(t, out.mostMentioned, [...rows].sort(byMentions).slice(0, 5), 'most mentioned')
-  compareRows(t, out.mostBullish, [...rows].sort((a, b) => b.score - a.score || byMentions(a, b)).slice(0, 5), 'most bullish')
-  compareRows(t, out.mostBearish, [...rows].sort((a, b) => a.score - b.score || byMentions(a, b)).slice(0, 5), 'most bearish')
+  compareRows(t, out.mostBullish, rows.filter(r => r.score > 0).sort((a, b) => b.score - a.score || byMentions(a, b)).slice(0, 5), 'most bullish')
+  compareRows(t, out.mostBearish, rows.filter(r => r.score < 0).sort((a, b) => a.score - b.score || byMentions(a, b)).slice(0, 5), 'most bearish')
   // What the fixture was written to exercise:
   t.same(rows.filter(r => r.ticker === 'AAA' || r.ticker === 'BBB').map(r => r.articles), [4, 4], 'AAA and BBB tie on mentions')
   const bbb = rows.find(r => r.ticker === 'BBB')!
@@ -74,7 +74,7 @@ t.test('ranked three ways, ties settled, tickers below the minimum left out', as
   // minArticles 1: the one glowing article counts.
   const loose = await call(TOOL, { topics: ['technology'], ...WINDOW, minArticles: 1, top: 1 })
   const all = expectedRows(fixture.feed, 1).rows
-  compareRows(t, loose.result?.structuredContent.mostBullish, [...all].sort((a, b) => b.score - a.score || byMentions(a, b)).slice(0, 1), 'loose most bullish')
+  compareRows(t, loose.result?.structuredContent.mostBullish, all.filter(r => r.score > 0).sort((a, b) => b.score - a.score || byMentions(a, b)).slice(0, 1), 'loose most bullish')
   t.equal(ctx.upstream.hits.length, 1, 'another view of the same feed: no upstream call')
 
   const none = await call(TOOL, { topics: ['technology'], ...WINDOW, minArticles: 50 })
