@@ -5,7 +5,7 @@ import { TimeArg, Topic, UPSTREAM_LIMIT, checkWindow, timeFromDescription, timeT
 import { newsMovers, type TickerMentions } from '../lib/news/movers.js'
 import { SENTIMENT_LABELS, timeSpanOf } from '../lib/news/sentiment.js'
 import { FreshnessOutput, QuotaOutput, TimeSpanOutput, fixed, spanText } from '../lib/news/format.js'
-import { coverageOf } from '../lib/news/feed-window.js'
+import { coverageNote, coverageOf } from '../lib/news/feed-window.js'
 import { isoSeconds } from '../lib/news/trend.js'
 
 const DEFAULT_WINDOW = '24h'
@@ -87,7 +87,7 @@ export default async function newsMoversTool (fastify: FastifyInstance): Promise
           rank('Most mentioned (articles, weighted sentiment)', movers.mostMentioned),
           rank('Most bullish', movers.mostBullish),
           rank('Most bearish', movers.mostBearish),
-          ...(coverage.complete ? [] : [`Note: Alpha Vantage returned its maximum of articles; they reach back to ${coverage.coverageFrom ?? 'an unknown time'} only.`]),
+          ...(coverage.complete ? [] : [coverageNote(coverage, UPSTREAM_LIMIT) as string]),
           ...(movers.ranked === 0 ? [`No ticker reached ${movers.minArticles} articles: lower minArticles or widen the window.`] : [])
         ].join('\n')
       }

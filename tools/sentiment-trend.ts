@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { NewsResponder } from '../lib/news/responder.js'
 import { Ticker, TimeArg, UPSTREAM_LIMIT, checkWindow, timeFromDescription, timeToDescription, toNewsQuery, windowOf } from '../lib/news/arguments.js'
 import { MAX_WINDOW_MS, changeText, chooseBucketSize, isoSeconds, partText, sentimentTrend, type TrendBucket } from '../lib/news/trend.js'
-import { coverageOf } from '../lib/news/feed-window.js'
+import { coverageNote, coverageOf } from '../lib/news/feed-window.js'
 import { SENTIMENT_LABELS } from '../lib/news/sentiment.js'
 import { FreshnessOutput, QuotaOutput, fixed } from '../lib/news/format.js'
 
@@ -103,7 +103,7 @@ export default async function sentimentTrendTool (fastify: FastifyInstance): Pro
       }
       const lines = [
         '',
-        ...(coverage.complete ? [] : [`Note: Alpha Vantage returned its maximum of ${UPSTREAM_LIMIT} articles; they reach back to ${coverage.coverageFrom ?? 'an unknown time'} only, so earlier buckets are incomplete.`]),
+        ...(coverage.complete ? [] : [coverageNote(coverage, UPSTREAM_LIMIT) as string]),
         `Per ${trend.bucketSize} (US Eastern${trend.bucketSize === 'day' ? ' date' : ' hour'} · articles · weighted score · label):`,
         ...trend.buckets.map(bucketLine)
       ]

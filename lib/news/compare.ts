@@ -18,7 +18,7 @@ export function comparisonRow (ticker: string, feed: NewsFeed, fromMs: number, t
 
 /** Most bullish first; on a tie more articles first, then the symbol. Rows without a score go last. */
 export function rankComparison<R extends ComparisonRow> (rows: R[]): R[] {
-  return rows.sort((a, b) => (b.score ?? -Infinity) - (a.score ?? -Infinity) || b.articles - a.articles || (a.ticker < b.ticker ? -1 : a.ticker > b.ticker ? 1 : 0))
+  return rows.sort((a, b) => (b.score ?? -Infinity) - (a.score ?? -Infinity) || b.articles - a.articles || (a.ticker < b.ticker ? -1 : 1)) // the tickers are distinct
 }
 
 export interface CallPlan {

@@ -89,6 +89,6 @@ export function nextEasternDay (dayStartMs: number): number {
 export function easternIso (epochMs: number): string {
   const offsetMin = Math.round(easternOffset(epochMs) / 60_000)
   const local = new Date(epochMs + offsetMin * 60_000).toISOString().slice(0, 16)
-  const abs = Math.abs(offsetMin)
-  return `${local}${offsetMin < 0 ? '-' : '+'}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`
+  // New York is always behind UTC, by whole hours (4 or 5).
+  return `${local}-${String(-offsetMin / 60).padStart(2, '0')}:00`
 }

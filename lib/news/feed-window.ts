@@ -26,7 +26,8 @@ export function familyKey (query: NewsQuery): string {
 }
 
 function stamp (value: string | undefined, fallback: number): number {
-  return value === undefined ? fallback : easternStampToEpoch(value) ?? fallback
+  // The stamps were written by toEasternStamp: always valid.
+  return value === undefined ? fallback : easternStampToEpoch(value) as number
 }
 
 /**
@@ -161,6 +162,12 @@ export class WideFeedIndex {
     }
     return cut ?? undefined
   }
+}
+
+/** The line that tells a model the window's oldest part may be missing, or null when the feed is complete. */
+export function coverageNote (coverage: { complete: boolean, coverageFrom: string | null }, upstreamLimit: number): string | null {
+  if (coverage.complete) return null
+  return `Note: Alpha Vantage returned its maximum of ${upstreamLimit} articles; they reach back to ${coverage.coverageFrom ?? 'an unknown time'} only, so the window's earlier part is incomplete.`
 }
 
 /** Whether the feed may lack the window's oldest articles (Alpha Vantage stops at its limit), and from when it is whole. */

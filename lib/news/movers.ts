@@ -55,7 +55,8 @@ export function newsMovers (articles: Article[], minArticles: number, top: numbe
     const score = tally.weighted / tally.weights
     ranked.push({ ticker, articles: tally.articles, score, label: labelFor(score), relevance: tally.weights / tally.articles })
   }
-  const bySymbol = (a: TickerMentions, b: TickerMentions): number => a.ticker < b.ticker ? -1 : a.ticker > b.ticker ? 1 : 0
+  // Tallies are per ticker: two rows never share a symbol.
+  const bySymbol = (a: TickerMentions, b: TickerMentions): number => a.ticker < b.ticker ? -1 : 1
   const byArticles = (a: TickerMentions, b: TickerMentions): number => b.articles - a.articles || bySymbol(a, b)
   return {
     tickersSeen: tallies.size,

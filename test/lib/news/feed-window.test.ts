@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Article, NewsFeed, NewsQuery } from '../../../lib/news/alpha-vantage.js'
 import { MemoryResponseCache } from '../../../lib/news/cache.js'
 import { NewsService } from '../../../lib/news/service.js'
-import { WideFeedIndex, coverageOf, familyKey, narrowFeed } from '../../../lib/news/feed-window.js'
+import { WideFeedIndex, coverageNote, coverageOf, familyKey, narrowFeed } from '../../../lib/news/feed-window.js'
 import { referenceStamp } from '../../helpers/eastern-reference.js'
 
 const MIN = 60_000
@@ -71,6 +71,14 @@ t.test('a full feed (the limit reached) answers only inside what it holds', asyn
   t.same(coverageOf(f, 10), { complete: false, coverageFrom: f.articles[9]!.publishedAt })
   t.same(coverageOf(feed(9, T0), 10), { complete: true, coverageFrom: null })
   t.same(coverageOf({ articles: [article(0, null)], dropped: 0, bytes: 0 }, 1), { complete: false, coverageFrom: null })
+  t.equal(coverageNote({ complete: true, coverageFrom: null }, 10), null)
+  t.equal(coverageNote({ complete: false, coverageFrom: null }, 10), 'Note: Alpha Vantage returned its maximum of 10 articles; they reach back to an unknown time only, so the window\'s earlier part is incomplete.')
+
+  // A query without limit or sort is Alpha Vantage's default: 50, LATEST.
+  const plain: NewsQuery = { tickers: ['AAPL'] }
+  const full = { articles: [article(99, null), ...feed(49, T0).articles], dropped: 0, bytes: 0 }
+  t.same(titles(narrowFeed(full, plain, { ...plain, timeFrom: stamp(T0 - 2 * MIN) })), ['a0', 'a1', 'a2'], 'the undated one is neither oldest nor in the window')
+  t.equal(narrowFeed(full, plain, { ...plain, timeFrom: stamp(T0 - 48 * MIN) }), undefined)
 })
 
 t.test('the family is the question without its window and limit', async t => {
@@ -120,4 +128,15 @@ t.test('through the news service: one upstream call, bounded, forgetting what th
   const seen: string[] = []
   await index.find({ tickers: ['A'], limit: 10 }, 'x', async key => { seen.push(key); return undefined }, () => true)
   t.equal(seen.length, 8, 'at most 8 windows per family')
+
+  // Cuts per wide feed are bounded too: the 17th asked window drops the first one's cut.
+  const one = new WideFeedIndex(4)
+  const wide = feed(100, T0)
+  const wideQuery: NewsQuery = { tickers: ['AAPL'], sort: 'LATEST', limit: 1000 }
+  one.remember('wide', wideQuery)
+  const get = async (): Promise<{ value: NewsFeed, storedAt: number, bytes: number }> => ({ value: wide, storedAt: T0, bytes: 0 })
+  const first = await one.find({ ...wideQuery, timeFrom: stamp(T0 - MIN) }, 'k0', get, () => true)
+  t.equal((await one.find({ ...wideQuery, timeFrom: stamp(T0 - MIN) }, 'k0', get, () => true))?.feed, first?.feed, 'kept')
+  for (let i = 1; i <= 16; i++) await one.find({ ...wideQuery, timeFrom: stamp(T0 - (i + 1) * MIN) }, `k${i}`, get, () => true)
+  t.not((await one.find({ ...wideQuery, timeFrom: stamp(T0 - MIN) }, 'k0', get, () => true))?.feed, first?.feed, 'cut again after 16 others')
 })
