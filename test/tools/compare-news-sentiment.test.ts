@@ -1,7 +1,7 @@
 import t from 'tap'
 import { buildApp } from '../helpers/build-app.js'
 import { referenceLabel, toolCaller } from '../helpers/news-tools.js'
-import { loadFixture, scoredEntries, weighted } from '../helpers/trend-reference.js'
+import { expectedBuckets, loadFixture, scoredEntries, weighted } from '../helpers/trend-reference.js'
 
 const TOOL = 'compare_news_sentiment'
 const fixture = loadFixture('news-movers.json')
@@ -111,6 +111,35 @@ t.test('a ticker Alpha Vantage cannot answer is named; the others are compared',
   const empty = await call(TOOL, { tickers: ['QQQ', 'RRR'], ...WINDOW })
   t.equal(empty.result?.structuredContent.leader, null)
   t.match(empty.text, /^QQQ or RRR: no scored articles for any of them since /)
+})
+
+t.test('the trend per ticker, and stale rows when Alpha Vantage fails', async t => {
+  const ctx = await buildApp(t, { NEWS_CACHE_TTL_SEC: '1', ALPHA_VANTAGE_RETRIES: '0' })
+  ctx.upstream.bodyFor = feedFor
+  const call = await toolCaller(ctx)
+  const dry = await call(TOOL, { tickers: ['AAA', 'BBB'], dryRun: true })
+  t.equal(dry.text, 'Comparing AAA, BBB would spend 2 Alpha Vantage calls; 25 left today.')
+  t.equal(dry.result?.structuredContent.window.to, null, 'no timeTo: up to now')
+
+  // Seven hourly buckets: AAA has articles in both halves (13-14Z and 16Z).
+  const from = Date.parse('2024-05-20T12:30Z')
+  const to = Date.parse('2024-05-20T18:30Z')
+  const res = await call(TOOL, { tickers: ['AAA', 'FFF'], timeFrom: '2024-05-20T12:30Z', timeTo: '2024-05-20T18:30Z' })
+  const aaa = res.result?.structuredContent.comparison.find((r: { ticker: string }) => r.ticker === 'AAA')
+  const buckets = expectedBuckets(fixture.feed, 'AAA', from, to, 'hour')
+  t.equal(buckets.length, 7)
+  const inside = (a: number, b: number): ReturnType<typeof scoredEntries> => scoredEntries(fixture.feed, 'AAA').filter(e => e.at >= Date.parse(buckets[a]!.start) && e.at < Date.parse(buckets[b]!.end))
+  const change = (weighted(inside(4, 6)) as number) - (weighted(inside(0, 2)) as number)
+  t.ok(Math.abs(aaa.change - change) < 1e-12, `AAA change ${aaa.change} ≈ ${change}`)
+  t.match(res.text, `AAA: ${referenceLabel(expected('AAA').score as number)}`)
+  t.match(res.text, new RegExp(`· ${aaa.direction} [+-]\\d\\.\\d{3}`))
+
+  // Past its freshness, Alpha Vantage failing: the last good answers, marked stale.
+  await new Promise(resolve => setTimeout(resolve, 1100))
+  ctx.upstream.mode = 'http-500'
+  const stale = await call(TOOL, { tickers: ['AAA', 'FFF'], timeFrom: '2024-05-20T12:30Z', timeTo: '2024-05-20T18:30Z' })
+  t.same(stale.result?.structuredContent.comparison.map((r: { stale: boolean }) => r.stale), [true, true])
+  t.match(stale.text, / \(stale\)\n/)
 })
 
 t.test('bad arguments are refused before any upstream call', async t => {

@@ -398,6 +398,7 @@ t.test('valid forms are accepted and converted for Alpha Vantage', async t => {
   t.equal((await asked({ ticker: 'crypto:btc' })).get('tickers'), 'CRYPTO:BTC')
   t.equal((await asked({ ticker: ' FOREX:USD ' })).get('tickers'), 'FOREX:USD')
   t.equal((await asked({ tickers: ['aapl', 'brk-b'] })).get('tickers'), 'AAPL,BRK-B')
+  t.equal((await asked({ tickers: ['tsla'] })).get('tickers'), 'TSLA', 'the old name with one symbol')
 
   const topics = await asked({ ticker: 'AAPL', topics: ['technology', 'earnings'], sort: 'RELEVANCE' })
   t.equal(topics.get('topics'), 'technology,earnings')

@@ -162,3 +162,28 @@ t.test('bad arguments are refused before any upstream call', async t => {
   }
   t.equal(ctx.upstream.hits.length, 0, 'the upstream never asked')
 })
+
+t.test('a feed at Alpha Vantage\'s 1,000 limit says from when its buckets are whole', async t => {
+  const ctx = await buildApp(t)
+  // 1,000 articles a minute apart, newest first, ending 2024-05-20 12:00 EDT.
+  const newest = Date.UTC(2024, 4, 20, 16)
+  const feed = Array.from({ length: 1000 }, (_, i) => ({
+    ...fixture.feed[0],
+    title: `full ${i}`,
+    time_published: referenceStamp(newest - i * 60_000).replace(/$/, '00'),
+    ticker_sentiment: [{ ticker: 'NVDA', relevance_score: '0.5', ticker_sentiment_score: '0.2' }]
+  }))
+  ctx.upstream.body = { items: '1000', feed }
+  const call = await toolCaller(ctx)
+  const res = await call(TOOL, { ticker: 'NVDA', timeFrom: '2024-05-19T12:00Z', timeTo: '2024-05-20T16:00Z' })
+  const out = res.result?.structuredContent
+  t.equal(out.complete, false)
+  const oldest = new Date(newest - 999 * 60_000).toISOString().replace('.000Z', 'Z')
+  t.equal(out.coverageFrom, oldest)
+  t.match(res.text, `Note: Alpha Vantage returned its maximum of 1000 articles; they reach back to ${oldest} only`)
+  t.equal(out.whole.articles, 1000)
+
+  const movers = await call('get_news_movers', { timeFrom: '2024-05-19T12:00Z' })
+  t.equal(movers.result?.structuredContent.complete, false)
+  t.match(movers.text, `they reach back to ${oldest} only`)
+})
