@@ -76,7 +76,7 @@ export default async function compareNewsSentimentTool (fastify: FastifyInstance
     annotations: { title: 'Compare news sentiment of tickers', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, ctx) => {
     const now = Date.now()
-    const { from } = windowOf(args, DEFAULT_WINDOW, now)
+    const { from, to } = windowOf(args, DEFAULT_WINDOW, now)
     const queries = args.tickers.map(t => toNewsQuery({ timeFrom: from, ...(args.timeTo !== undefined && { timeTo: args.timeTo }), sort: 'LATEST' }, [t]))
     const cached = await Promise.all(queries.map(async q => await news.cached(q)))
     const quota = news.quota()
@@ -106,7 +106,6 @@ export default async function compareNewsSentimentTool (fastify: FastifyInstance
         throw err
       }
     }))
-    const to = args.timeTo ?? Date.now()
     const rows: Array<Row & ComparisonRow> = []
     const failed: Array<{ ticker: string, message: string }> = []
     answers.forEach((answer: NewsAnswer | AlphaVantageError, i) => {
