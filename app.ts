@@ -19,6 +19,9 @@ import { RequestLogController, requestSerializer } from './lib/observability/req
 import type { SpanExporter } from '@opentelemetry/sdk-trace-node'
 import newsSentimentTool from './tools/news-sentiment.js'
 import marketNewsTool from './tools/market-news.js'
+import sentimentTrendTool from './tools/sentiment-trend.js'
+import newsMoversTool from './tools/news-movers.js'
+import compareNewsSentimentTool from './tools/compare-news-sentiment.js'
 
 // app.ts runs from the project root under tests and as dist/app.js in production.
 const projectRoot = new URL('.', import.meta.url).href.replace(/\/dist\/$/, '/')
@@ -178,7 +181,9 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     path: '/mcp',
     serverInfo,
     instructions: 'Financial news with sentiment scores from Alpha Vantage, shared by all users on one daily quota: ' +
-      'get_news_sentiment for a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), get_market_news for topics. Repeated questions are answered from a cache.',
+      'get_news_sentiment for a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), get_market_news for topics, ' +
+      'get_sentiment_trend (is the mood on a ticker improving?), get_news_movers (who moves the news?), compare_news_sentiment (X or Y?). ' +
+      'Repeated and narrower questions are answered from a cache.',
     allowedOrigins: cfg.mcp.allowedOrigins,
     sessionIdleTtlMs: cfg.mcp.sessionIdleTtlMs,
     maxSessions: cfg.mcp.maxSessions,
@@ -195,4 +200,7 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   await fastify.register(docsRoutes, { serverInfo, metadataUrl: cfg.resource.metadataUrl })
   await fastify.register(newsSentimentTool)
   await fastify.register(marketNewsTool)
+  await fastify.register(sentimentTrendTool)
+  await fastify.register(newsMoversTool)
+  await fastify.register(compareNewsSentimentTool)
 }

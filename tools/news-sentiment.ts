@@ -9,21 +9,43 @@ import {
   aggregateText, articleLines, articleView, spanText
 } from '../lib/news/format.js'
 
-export const NewsSentimentInput = z.object({
-  ticker: Ticker.optional().describe('Ticker symbol: a stock (AAPL, BRK.B), crypto (CRYPTO:BTC) or currency (FOREX:EUR)'),
-  tickers: z.array(Ticker).min(1).max(5).optional()
-    .describe('Several tickers instead of one: only articles that mention ALL of them (Alpha Vantage treats a list as AND)'),
+const LIST_SIZE = 'must list 1 to 5 ticker symbols'
+const TickerList = z.array(Ticker).min(1, LIST_SIZE).max(5, LIST_SIZE)
+
+/**
+ * `tickers` (the old name) and comma-separated symbols both become the one
+ * required `ticker`, so that the JSON Schema a model reads requires exactly
+ * one argument and older callers keep working.
+ */
+function foldTickers (input: unknown): unknown {
+  // The protocol layer refuses non-object arguments before any schema runs; this keeps the schema safe on its own.
+  /* c8 ignore next */
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) return input
+  const args = input as Record<string, unknown>
+  const split = (v: unknown): unknown => typeof v === 'string' && v.includes(',') ? v.split(',') : v
+  if (args.tickers === undefined) return typeof args.ticker === 'string' && args.ticker.includes(',') ? { ...args, ticker: split(args.ticker) } : input
+  const { tickers, ...rest } = args
+  const list = [args.ticker, tickers].flatMap(v => v === undefined ? [] : split(v) as unknown)
+  return { ...rest, ticker: list.length === 1 ? list[0] : list }
+}
+
+/** A union's own message says only "Invalid input" (a list's issues come through as they are): say what a ticker looks like. */
+function tickerError (issue: { input?: unknown }): string {
+  if (issue.input === undefined) return 'is required: one ticker symbol (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), or a list of up to 5'
+  if (Array.isArray(issue.input)) return LIST_SIZE
+  return 'must be a ticker symbol such as AAPL, BRK.B, CRYPTO:BTC or FOREX:USD'
+}
+
+export const NewsSentimentInput = z.preprocess(foldTickers, z.object({
+  ticker: z.union([Ticker, TickerList], { error: tickerError })
+    .describe('One ticker symbol: a stock (AAPL, BRK.B), crypto (CRYPTO:BTC) or currency (FOREX:EUR). ' +
+      'A list of symbols (up to 5) means only articles that mention ALL of them; to compare tickers side by side use compare_news_sentiment'),
   topics: z.array(Topic).min(1).max(5).optional().describe('Only articles on these topics'),
   timeFrom: TimeArg.optional().describe(timeFromDescription),
   timeTo: TimeArg.optional().describe(timeToDescription),
   sort: Sort.default('LATEST').describe('Which articles Alpha Vantage picks: LATEST (default), EARLIEST or RELEVANCE'),
   limit: Limit
-}).superRefine((args, ctx) => {
-  if (args.ticker === undefined && args.tickers === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['ticker'], message: 'is required (or give tickers)' })
-  }
-  checkWindow(args, ctx)
-})
+}).superRefine(checkWindow))
 
 export const NewsSentimentOutput = z.object({
   tickers: z.array(z.string()),
@@ -90,10 +112,8 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
     outputSchema: NewsSentimentOutput,
     annotations: { title: 'News sentiment for a ticker', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, ctx) => {
-    // `ticker` and `tickers` together mean all of them. (One ticker, the usual case, allocates nothing more.)
-    const tickers = args.tickers === undefined
-      ? [args.ticker as string]
-      : [...new Set(args.ticker === undefined ? args.tickers : [args.ticker, ...args.tickers])]
+    // A list means all of them. (One ticker, the usual case, allocates nothing more.)
+    const tickers = typeof args.ticker === 'string' ? [args.ticker] : [...new Set(args.ticker)]
     return await responder.respond(
       toNewsQuery(args, tickers),
       tickers.length === 1 ? String(args.limit) : `${tickers.join(',')}|${args.limit}`,

@@ -75,8 +75,12 @@ export function checkWindow (args: { timeFrom?: number, timeTo?: number }, ctx: 
   }
 }
 
-/** Always 50 articles upstream (Alpha Vantage's default): a different `limit` is the same cached question. */
-export const UPSTREAM_LIMIT = 50
+/**
+ * Always Alpha Vantage's maximum upstream: one call (one unit of the daily
+ * quota) then serves every `limit`, the aggregates over the whole window, the
+ * trend, the movers, and narrower windows cut from the cached feed.
+ */
+export const UPSTREAM_LIMIT = 1000
 
 export function toNewsQuery (
   args: { topics?: string[], timeFrom?: number, timeTo?: number, sort: NewsQuery['sort'] },
@@ -103,4 +107,14 @@ export function topicMatches (code: string, displayName: string): boolean {
   const normal = displayName.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '')
   const bare = code.replace(/_and_/g, '_')
   return normal === code || normal === bare || normal.startsWith(`${bare}_`)
+}
+
+/** The start of a window left to its default (a relative time such as "7d"), rounded as a relative timeFrom is, so it hits the same cache entry. */
+export function defaultFrom (relative: string, now: number): number {
+  return parseTime(relative, now) as number
+}
+
+/** The window of a tool with a default start: [from, to], `to` being now when not given. */
+export function windowOf (args: { timeFrom?: number, timeTo?: number }, relativeDefault: string, now: number): { from: number, to: number } {
+  return { from: args.timeFrom ?? defaultFrom(relativeDefault, now), to: args.timeTo ?? now }
 }

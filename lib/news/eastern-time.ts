@@ -65,3 +65,30 @@ export function toEasternStamp (epochMs: number): string {
   const two = (n: number | undefined): string => String(n).padStart(2, '0')
   return `${p.year}${two(p.month)}${two(p.day)}T${two(p.hour)}${two(p.minute)}`
 }
+
+const HOUR_MS = 3_600_000
+
+/** The US Eastern calendar date of an instant, `YYYY-MM-DD`. */
+export function easternDate (epochMs: number): string {
+  const p = wallClock(epochMs)
+  return `${p.year}-${String(p.month).padStart(2, '0')}-${String(p.day).padStart(2, '0')}`
+}
+
+/** The instant of midnight, US Eastern, that starts the Eastern day holding `epochMs` (New York never skips or repeats midnight). */
+export function startOfEasternDay (epochMs: number): number {
+  return easternStampToEpoch(`${easternDate(epochMs).replaceAll('-', '')}T0000`) as number
+}
+
+/** The Eastern midnight after the one that starts this day: 23, 24 or 25 hours later. */
+export function nextEasternDay (dayStartMs: number): number {
+  // Noon of the next day, whatever the DST switch did to this one.
+  return startOfEasternDay(dayStartMs + 36 * HOUR_MS)
+}
+
+/** An instant as ISO 8601 with New York's offset that day: `2024-03-10T03:00-04:00`. */
+export function easternIso (epochMs: number): string {
+  const offsetMin = Math.round(easternOffset(epochMs) / 60_000)
+  const local = new Date(epochMs + offsetMin * 60_000).toISOString().slice(0, 16)
+  // New York is always behind UTC, by whole hours (4 or 5).
+  return `${local}-${String(-offsetMin / 60).padStart(2, '0')}:00`
+}

@@ -21,6 +21,12 @@ export interface NewsAnalysis {
   bytes: number
 }
 
+/**
+ * For tools whose every figure depends on the call's own settings (a window,
+ * a minimum): nothing is shared per cached feed, the whole view is memoised per call.
+ */
+export const noAnalysis = (): NewsAnalysis => ({ bytes: 0 })
+
 type Fields<S> = Omit<S, 'freshness' | 'quota'> & Record<string, unknown>
 type Result<S> = CallToolResult & { structuredContent: S }
 

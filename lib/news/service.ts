@@ -4,6 +4,7 @@ import { AlphaVantageError, type AlphaVantageClient, type NewsFeed, type NewsQue
 import type { CacheEntry, ResponseCache } from './cache.js'
 import { MemoryQuotaStore, type QuotaStore } from './quota.js'
 import { cacheChannel, circuitChannel, quotaChannel, upstreamCallChannel } from '../observability/channels.js'
+import { WideFeedIndex } from './feed-window.js'
 
 export type QuotaState = 'ok' | 'near' | 'spent'
 
@@ -70,8 +71,11 @@ const MINUTE_MS = 60_000
 
 export interface QueryOptions {
   readonly signal?: AbortSignal
-  /** The caller: its subject is charged a share of the day's new questions. */
-  readonly auth?: { readonly subject: string } | null
+  /**
+   * The caller: it is charged a share of the day's new questions, by its
+   * principal where there is one (users and clients in separate namespaces, issue 8 point 8).
+   */
+  readonly auth?: { readonly subject: string, readonly principal?: string } | null
 }
 
 /** "14:05:00 UTC": the time of the next try, in plain words. */
@@ -120,6 +124,8 @@ export class NewsService {
   #fetchedAt = { storedAt: -1, iso: '' }
   #failures = 0
   #openUntil = 0
+  /** Cached feeds by family, so that a narrower question is cut out of a wider cached feed. */
+  readonly #wide = new WideFeedIndex(1024)
 
   constructor (opts: NewsServiceOptions) {
     this.#opts = {
@@ -189,6 +195,21 @@ export class NewsService {
     return subject === undefined ? left : Math.min(left, Math.max(0, this.subjectLimit - subjectUsed))
   }
 
+  /** A fresh answer without calling upstream (this question's entry, or a wider cached feed cut to it), if there is one. */
+  async cached (query: NewsQuery): Promise<NewsAnswer | undefined> {
+    const key = cacheKey(query)
+    const entry = await this.#opts.cache.get(key)
+    if (entry !== undefined && this.#opts.now() - entry.storedAt < this.#opts.ttlMs) {
+      return this.#answer(key, entry.value, entry.storedAt, true, undefined)
+    }
+    return await this.#fromWider(query, key)
+  }
+
+  async #fromWider (query: NewsQuery, key: string): Promise<NewsAnswer | undefined> {
+    const wider = await this.#wide.find(query, key, k => this.#opts.cache.get(k), storedAt => this.#opts.now() - storedAt < this.#opts.ttlMs)
+    return wider === undefined ? undefined : this.#answer(key, wider.feed, wider.storedAt, true, undefined)
+  }
+
   /** `opts.signal` is read only when the upstream must be asked (a tool context makes it on demand). */
   async query (query: NewsQuery, opts: QueryOptions = {}): Promise<NewsAnswer> {
     const key = cacheKey(query)
@@ -198,6 +219,9 @@ export class NewsService {
       if (cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'hit' })
       return this.#answer(key, entry.value, entry.storedAt, true, undefined)
     }
+    // A narrower question is cut from a fresh wider feed already cached: no upstream call.
+    const wider = await this.#fromWider(query, key)
+    if (wider !== undefined) return wider
     if (cacheChannel.hasSubscribers) cacheChannel.publish({ result: 'miss' })
 
     // Refuse at once when the upstream cannot help: the circuit open, or Alpha Vantage's "daily limit" standing.
@@ -213,7 +237,7 @@ export class NewsService {
     }
 
     try {
-      const fresh = await this.#shared(key, query, opts.signal, opts.auth?.subject)
+      const fresh = await this.#shared(key, query, opts.signal, opts.auth?.principal ?? opts.auth?.subject)
       return this.#answer(key, fresh.value, fresh.storedAt, false, undefined)
     } catch (err) {
       // stale-if-error (RFC 5861 §4, in spirit): the last good answer beats no answer,
@@ -256,7 +280,13 @@ export class NewsService {
         return entry
       }
       const { cache } = this.#opts
-      const call = (cache.coalesce === undefined ? fetch() : cache.coalesce(key, fetch)).finally(() => this.#inflight.delete(key))
+      const call = (cache.coalesce === undefined ? fetch() : cache.coalesce(key, fetch))
+        .then(entry => {
+          // Wherever it was fetched (here or, coalesced, on another replica), narrower questions may be cut from it.
+          this.#wide.remember(key, query)
+          return entry
+        })
+        .finally(() => this.#inflight.delete(key))
       running = { subject, call }
       this.#inflight.set(key, running)
     }

@@ -28,6 +28,8 @@ export class FakeAlphaVantage {
   slowMs = 300
   /** Replaces the fixture body for `ok` answers. */
   body: unknown = newsFixture
+  /** When set, the `ok` body for each request's parameters (a feed per ticker, say). */
+  bodyFor: ((params: URLSearchParams) => unknown) | undefined
 
   private constructor () {
     this.server = createServer((req, res) => this.handle(req, res))
@@ -74,7 +76,7 @@ export class FakeAlphaVantage {
         return
       case 'hang': return // never answers: the client's timeout must fire
       case 'reset': req.socket.resetAndDestroy(); return // the connection reset (TCP RST) before any answer
-      default: return this.send(res, 200, this.body)
+      default: return this.send(res, 200, this.bodyFor === undefined ? this.body : this.bodyFor(url.searchParams))
     }
   }
 }

@@ -31,7 +31,7 @@ t.test('topics: the mean overall sentiment and the most relevant articles', asyn
   t.same(out.topics, ['technology'])
   t.equal(ctx.upstream.hits[0]!.params.get('topics'), 'technology')
   t.equal(ctx.upstream.hits[0]!.params.get('tickers'), null)
-  t.equal(ctx.upstream.hits[0]!.params.get('limit'), '50')
+  t.equal(ctx.upstream.hits[0]!.params.get('limit'), '1000')
 
   const expected = expectedOverallAggregate()
   t.ok(Math.abs(out.aggregate.score - (expected.score as number)) < 1e-12, `mean ${out.aggregate.score} ≈ ${expected.score}`)

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { NewsService } from '../../lib/news/service.js'
-import { API_KEY, buildApp, type TestContext } from '../helpers/build-app.js'
+import { API_KEY, MCP_HEADERS, buildApp, openSession, type TestContext } from '../helpers/build-app.js'
 import { newsFixture, type UpstreamMode } from '../helpers/fake-alpha-vantage.js'
 import { referenceIso, referenceStamp } from '../helpers/eastern-reference.js'
 import {
@@ -55,7 +55,7 @@ t.test('the aggregate and the articles, checked against the fixture', async t =>
   const params = ctx.upstream.hits[0]!.params
   t.equal(params.get('function'), 'NEWS_SENTIMENT')
   t.equal(params.get('tickers'), 'AAPL')
-  t.equal(params.get('limit'), '50', 'the upstream always gets 50')
+  t.equal(params.get('limit'), '1000', 'the upstream always gets its maximum, 1000')
   t.equal(params.get('sort'), 'LATEST')
 
   // Another limit is the same question: served from the cache.
@@ -136,6 +136,33 @@ t.test('several tickers: one aggregate each, sent as one comma-joined list', asy
   const both = await call(TOOL, { ticker: 'tsm', tickers: ['AAPL', 'TSM'], limit: 1 })
   t.same(both.result?.structuredContent.tickers, ['TSM', 'AAPL'], 'ticker and tickers together mean all of them, once each')
   t.equal(ctx.upstream.hits[1]!.params.get('tickers'), 'TSM,AAPL')
+
+  // The required `ticker` takes the list itself, or Alpha Vantage's comma-separated form: the same question, cached.
+  for (const ticker of [['AAPL', 'msft'], 'aapl,MSFT']) {
+    const same = await call(TOOL, { ticker, limit: 1 })
+    t.same(same.result?.structuredContent.tickers, ['AAPL', 'MSFT'], `ticker ${JSON.stringify(ticker)}`)
+    t.equal(same.result?.structuredContent.freshness.cached, true, 'answered by the first call\'s cached feed')
+  }
+  const mixed = await call(TOOL, { ticker: 'AAPL', tickers: 'MSFT,TSM', limit: 1 })
+  t.same(mixed.result?.structuredContent.tickers, ['AAPL', 'MSFT', 'TSM'])
+  t.equal(ctx.upstream.hits.length, 3)
+})
+
+t.test('the JSON Schema a model reads requires one ticker', async t => {
+  const ctx = await buildApp(t)
+  const session = await openSession(ctx)
+  const res = await ctx.app.inject({
+    method: 'POST',
+    url: '/mcp',
+    headers: { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' },
+    payload: { jsonrpc: '2.0', id: 7, method: 'tools/list' }
+  })
+  const tool = res.json().result.tools.find((x: { name: string }) => x.name === TOOL)
+  t.same(tool.inputSchema.required, ['ticker'])
+  const ticker = tool.inputSchema.properties.ticker
+  t.same(ticker.anyOf.map((s: { type: string }) => s.type), ['string', 'array'], 'one symbol or several')
+  t.equal(ticker.anyOf[1].maxItems, 5)
+  t.equal(tool.inputSchema.properties.tickers, undefined, 'the old name works but is not advertised')
 })
 
 t.test('an empty feed says so', async t => {
@@ -333,9 +360,11 @@ t.test('invalid arguments are refused before any upstream call', async t => {
     [{ ticker: 'AA PL' }, /ticker: must be a ticker symbol/],
     [{ ticker: '<script>' }, /ticker: must be a ticker symbol/],
     [{ ticker: 'A'.repeat(200) }, /ticker: must be a ticker symbol/],
-    [{ tickers: [] }, /tickers: .*1/],
-    [{ tickers: ['A', 'B', 'C', 'D', 'E', 'F'] }, /tickers: .*5/],
-    [{ tickers: ['AAPL', 'bad ticker'] }, /tickers\.1: must be a ticker symbol/],
+    [{ tickers: [] }, /ticker: must list 1 to 5 ticker symbols/],
+    [{ tickers: ['A', 'B', 'C', 'D', 'E', 'F'] }, /ticker: must list 1 to 5 ticker symbols/],
+    [{ tickers: ['AAPL', 'bad ticker'] }, /ticker\.1: must be a ticker symbol/],
+    [{ ticker: ['AAPL', 'MSFT', 'bad ticker'] }, /ticker\.2: must be a ticker symbol/],
+    [{ ticker: 42 }, /ticker: must be a ticker symbol/],
     [{ ticker: 'AAPL', topics: ['gossip'] }, /topics\.0: /],
     [{ ticker: 'AAPL', timeFrom: 'yesterday-ish' }, /timeFrom: must be an ISO 8601 time/],
     [{ ticker: 'AAPL', timeFrom: future }, /timeFrom: is in the future/],
@@ -372,6 +401,7 @@ t.test('valid forms are accepted and converted for Alpha Vantage', async t => {
   t.equal((await asked({ ticker: 'crypto:btc' })).get('tickers'), 'CRYPTO:BTC')
   t.equal((await asked({ ticker: ' FOREX:USD ' })).get('tickers'), 'FOREX:USD')
   t.equal((await asked({ tickers: ['aapl', 'brk-b'] })).get('tickers'), 'AAPL,BRK-B')
+  t.equal((await asked({ tickers: ['tsla'] })).get('tickers'), 'TSLA', 'the old name with one symbol')
 
   const topics = await asked({ ticker: 'AAPL', topics: ['technology', 'earnings'], sort: 'RELEVANCE' })
   t.equal(topics.get('topics'), 'technology,earnings')
@@ -391,8 +421,9 @@ t.test('valid forms are accepted and converted for Alpha Vantage', async t => {
     ['2024-03-10', '2024-03-10T12:00:00+02:00', referenceStamp(Date.UTC(2024, 2, 10)), referenceStamp(Date.UTC(2024, 2, 10, 10))],
     ['2024-11-03 05:30', '2024-11-03T06:30Z', '20241103T0130', '20241103T0130']
   ]
-  for (const [from, to, timeFrom, timeTo] of windows) {
-    const params = await asked({ ticker: 'AAPL', timeFrom: from, timeTo: to })
+  // One ticker per window: a window inside an earlier one would be cut from its cached feed, not asked.
+  for (const [i, [from, to, timeFrom, timeTo]] of windows.entries()) {
+    const params = await asked({ ticker: ['AAPL', 'MSFT', 'TSM'][i], timeFrom: from, timeTo: to })
     t.equal(params.get('time_from'), timeFrom, `timeFrom ${from}`)
     t.equal(params.get('time_to'), timeTo, `timeTo ${to}`)
   }

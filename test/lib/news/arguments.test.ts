@@ -51,7 +51,7 @@ t.test('times: relative, ISO 8601 and Alpha Vantage stamps', async t => {
   }
 })
 
-t.test('the upstream query: Eastern stamps, always 50 articles', async t => {
+t.test('the upstream query: Eastern stamps, always Alpha Vantage\'s maximum of 1,000 articles', async t => {
   const from = Date.UTC(2024, 2, 10, 6, 59)
   const to = Date.UTC(2024, 2, 10, 7, 1)
   t.same(toNewsQuery({ timeFrom: from, timeTo: to, sort: 'LATEST' }, ['AAPL']), {
@@ -59,9 +59,9 @@ t.test('the upstream query: Eastern stamps, always 50 articles', async t => {
     timeFrom: referenceStamp(from),
     timeTo: referenceStamp(to),
     sort: 'LATEST',
-    limit: 50
+    limit: 1000
   })
-  t.same(toNewsQuery({ topics: ['ipo'], sort: 'RELEVANCE' }, undefined), { topics: ['ipo'], sort: 'RELEVANCE', limit: 50 })
+  t.same(toNewsQuery({ topics: ['ipo'], sort: 'RELEVANCE' }, undefined), { topics: ['ipo'], sort: 'RELEVANCE', limit: 1000 })
 })
 
 t.test('ages read in the unit that says something', async t => {
