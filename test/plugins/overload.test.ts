@@ -26,9 +26,13 @@ t.test('a blocked event loop: 503 with Retry-After at once, liveness still answe
   t.match(refused.json().error.message, /overloaded \(eventLoopDelay\); retry in 7 s/)
   t.equal((await app.inject({ url: '/health' })).statusCode, 200, 'liveness is exempt: a busy process is not a dead one')
 
-  // A calm loop: the next samples clear the flag.
-  await sleep(450)
-  t.equal((await app.inject({ url: '/work' })).statusCode, 200, 'served again once the loop is calm')
+  // A calm loop: the next samples clear the flag (on a loaded machine calm may take a few samples).
+  let status = 503
+  for (let i = 0; i < 40 && status === 503; i++) {
+    await sleep(250)
+    status = (await app.inject({ url: '/work' })).statusCode
+  }
+  t.equal(status, 200, 'served again once the loop is calm')
 })
 
 t.test('the app wires thresholds from the environment (memory)', async t => {
