@@ -121,3 +121,16 @@ t.test('option validation', async t => {
   await busy.listen({ port, host: '127.0.0.1' })
   await t.rejects(async () => { await Fastify().register(metrics, { port, host: '127.0.0.1', defaultMetrics: false }).ready() }, /EADDRINUSE/, 'a taken port fails the boot')
 })
+
+t.test('a closed circuit and an unmatched route', async t => {
+  const app = Fastify()
+  await app.register(metrics, { token: METRICS_TOKEN, defaultMetrics: false })
+  t.teardown(async () => { await app.close() })
+  channels.circuitChannel.publish({ state: 'open' })
+  channels.circuitChannel.publish({ state: 'closed' })
+  await app.inject({ url: '/no-such-route' })
+  await new Promise(resolve => setImmediate(resolve))
+  const text = (await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).body
+  t.equal(sample(text, 'upstream_circuit_open'), 0)
+  t.equal(sample(text, 'http_request_duration_seconds_count{method="GET",route="unmatched",status_code="404"}'), 1, 'no URL becomes a label')
+})
