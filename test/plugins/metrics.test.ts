@@ -121,3 +121,37 @@ t.test('option validation', async t => {
   await busy.listen({ port, host: '127.0.0.1' })
   await t.rejects(async () => { await Fastify().register(metrics, { port, host: '127.0.0.1', defaultMetrics: false }).ready() }, /EADDRINUSE/, 'a taken port fails the boot')
 })
+
+t.test('a closed circuit and an unmatched route', async t => {
+  const app = Fastify()
+  await app.register(metrics, { token: METRICS_TOKEN, defaultMetrics: false })
+  t.teardown(async () => { await app.close() })
+  channels.circuitChannel.publish({ state: 'open' })
+  channels.circuitChannel.publish({ state: 'closed' })
+  await app.inject({ url: '/no-such-route' })
+  await new Promise(resolve => setImmediate(resolve))
+  const text = (await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).body
+  t.equal(sample(text, 'upstream_circuit_open'), 0)
+  t.equal(sample(text, 'http_request_duration_seconds_count{method="GET",route="unmatched",status_code="404"}'), 1, 'no URL becomes a label')
+})
+
+t.test('refusals, tool errors, streams and JWKS failures are counted too', async t => {
+  const ctx = await buildApp(t, { METRICS_TOKEN, MCP_RATE_LIMIT_MAX: '8' }, { skipOverride: true })
+  const session = await openSession(ctx)
+  ctx.upstream.mode = 'http-404'
+  await callTool(ctx, session, 'get_news_sentiment', { ticker: 'MSFT' })
+  await ctx.app.inject({ method: 'POST', url: '/mcp', headers: { ...MCP_HEADERS, authorization: 'Basic eDp5' }, payload: {} })
+  const base = await ctx.app.listen({ port: 0, host: '127.0.0.1' })
+  const stream = await fetch(`${base}/mcp`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' } })
+  await stream.body?.cancel()
+  for (let i = 0; i < 8; i++) await callTool(ctx, session, 'get_news_sentiment', { ticker: 'MSFT' })
+  ctx.issuer.jwksMode = 'down'
+  await ctx.app.jwksCache?.refresh().catch(() => {})
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const text = (await ctx.app.inject({ url: '/metrics', headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).body
+  t.ok((sample(text, 'mcp_tool_calls_total{tool="get_news_sentiment",outcome="tool_error"}') ?? 0) >= 1)
+  t.equal(sample(text, 'auth_decisions_total{outcome="denied",reason="not_bearer"}'), 1)
+  t.ok((sample(text, 'http_rate_limited_total{route="/mcp"}') ?? 0) >= 1)
+  t.equal(sample(text, 'auth_jwks_fetches_total{outcome="error"}'), 1)
+  t.equal(sample(text, 'mcp_streams_open'), 0, 'opened and closed')
+})

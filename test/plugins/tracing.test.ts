@@ -3,6 +3,7 @@ import Fastify from 'fastify'
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
 import { buildApp, MCP_HEADERS, openSession, callTool, API_KEY } from '../helpers/build-app.js'
 import tracing from '../../plugins/tracing.js'
+import * as channels from '../../lib/observability/channels.js'
 
 t.test('off unless OTEL_EXPORTER_OTLP_ENDPOINT is set', async t => {
   const ctx = await buildApp(t, {}, { skipOverride: true })
@@ -18,6 +19,9 @@ t.test('spans for the request, token verification, MCP method, tool call and ups
   // A token in the query string of a refused request, and probes (not traced).
   await ctx.app.inject({ method: 'POST', url: `/mcp?access_token=${ctx.token}`, headers: MCP_HEADERS, payload: { jsonrpc: '2.0', id: 1, method: 'ping' } })
   await ctx.app.inject({ url: '/health' })
+  await callTool(ctx, session, 'not_a_tool', {})
+  // A message published outside any request (no active span) still makes a span.
+  channels.mcpRequestChannel.publish({ method: 'ping', tool: undefined, outcome: 'ok', errorCode: undefined, request: {} })
   await ctx.app.tracerProvider.forceFlush()
   const spans = exporter.getFinishedSpans()
 
@@ -45,6 +49,10 @@ t.test('spans for the request, token verification, MCP method, tool call and ups
   t.notOk(hit?.headers.authorization, 'never the client\'s token')
 
   t.notOk(spans.some(s => s.attributes['url.path'] === '/health'), 'probes are not traced')
+  const failed = spans.find(s => s.name === 'mcp tools/call' && s.attributes['mcp.outcome'] === 'error')
+  t.equal(failed?.status.code, 2, 'a JSON-RPC error marks the MCP span as an error')
+  t.equal(failed?.attributes['mcp.tool.name'], 'unknown', 'a client-chosen tool name is not recorded')
+  t.ok(byName('mcp ping').length > 0)
   const refused = spans.find(s => s.name === 'request' && s.attributes['http.response.status_code'] === 401)
   t.equal(refused?.attributes['url.path'], '/mcp', 'the query string is not recorded')
 
@@ -53,6 +61,14 @@ t.test('spans for the request, token verification, MCP method, tool call and ups
   t.notOk(everything.includes(signature), 'no token in any span')
   t.notOk(everything.includes(API_KEY), 'no API key in any span')
   t.notOk(everything.includes('test-secret-never-logged'), 'no client secret in any span')
+})
+
+t.test('the OTLP exporter from an endpoint', async t => {
+  const app = Fastify()
+  await app.register(tracing, { serviceName: 'x', endpoint: 'http://127.0.0.1:9/' })
+  await app.ready()
+  t.ok(app.tracerProvider)
+  await app.close()
 })
 
 t.test('option validation', async t => {

@@ -73,3 +73,66 @@ t.test('control: the same check catches a CSP violation', async t => {
   const { console: messages } = await renderInChromium(`${base}/`)
   t.ok(messages.some(m => /Content Security Policy|Refused to execute/i.test(m)), `the inline script is refused and reported (${messages.length} message(s))`)
 })
+
+t.test('argument types, constraints and tools without a title, arguments or hints', async t => {
+  const { default: docsRoutes } = await import('../../routes/docs.js')
+  const app = Fastify()
+  t.teardown(async () => { await app.close() })
+  app.decorate('protectedResourceMetadata', { resource: 'https://api.example/mcp', authorization_servers: ['https://issuer'], bearer_methods_supported: ['header'], scopes_supported: ['a', 'b'] })
+  app.decorate('mcpToolList', () => [
+    { name: 'bare', inputSchema: { type: 'object' } },
+    {
+      name: 'rich<b>',
+      title: 'Rich',
+      description: 'All <kinds>',
+      annotations: { readOnlyHint: true, destructiveHint: false, title: 'x' },
+      outputSchema: { type: 'object', properties: { a: {}, b: {} } },
+      inputSchema: {
+        type: 'object',
+        required: ['n'],
+        properties: {
+          n: { type: 'integer', minimum: 1, maximum: 9, default: 3, description: 'a number' },
+          lo: { type: 'number', minimum: 0 },
+          hi: { type: 'number', maximum: 5 },
+          either: { anyOf: [{ type: 'string' }, { type: 'null' }] },
+          kinds: { type: ['string', 'number'] },
+          list: { type: 'array', items: { enum: ['x', 'y'] }, minItems: 1 },
+          few: { type: 'array', maxItems: 2 },
+          free: {}
+        }
+      }
+    }
+  ])
+  await app.register(docsRoutes, { serverInfo: { name: 'srv', version: '1.2.3' }, metadataUrl: 'https://api.example/.well-known/oauth-protected-resource/mcp' })
+  const html = (await app.inject({ url: '/docs' })).body
+  t.match(html, '<h1>srv</h1>', 'the name when there is no title')
+  t.match(html, '2 tools:')
+  t.match(html, '<h3><code>bare</code></h3>\n\n<p></p>\n<p>No arguments.</p>')
+  t.match(html, 'rich&#60;b&#62;', 'names are escaped')
+  t.match(html, 'All &#60;kinds&#62;')
+  t.match(html, '<span>readOnly</span>')
+  t.notMatch(html, '<span>destructive</span>', 'only hints that are true')
+  t.match(html, '<code>n</code> <span class="req">required</span>')
+  t.match(html, '(1–9, default 3)')
+  t.match(html, '(0–…)')
+  t.match(html, '(…–5)')
+  t.match(html, '<code>string | null</code>')
+  t.match(html, '<code>string | number</code>')
+  t.match(html, '<code>&#34;x&#34; | &#34;y&#34;[]</code>')
+  t.match(html, '(1–… items)')
+  t.match(html, '(0–2 items)')
+  t.match(html, '<code>array</code>')
+  t.match(html, '<code>any</code>')
+  t.match(html, 'Structured result fields: <code>a</code>, <code>b</code>.')
+  t.equal((await app.inject({ url: '/docs' })).body, html, 'built once')
+})
+
+t.test('one tool: singular', async t => {
+  const { default: docsRoutes } = await import('../../routes/docs.js')
+  const app = Fastify()
+  t.teardown(async () => { await app.close() })
+  app.decorate('protectedResourceMetadata', { resource: 'https://api.example/mcp', authorization_servers: ['https://issuer'], bearer_methods_supported: ['header'], scopes_supported: ['a'] })
+  app.decorate('mcpToolList', () => [{ name: 'only', description: 'd', inputSchema: { type: 'object', properties: {} } }])
+  await app.register(docsRoutes, { serverInfo: { name: 'srv', version: '1', title: 'T' }, metadataUrl: 'https://m' })
+  t.match((await app.inject({ url: '/docs' })).body, '1 tool: ')
+})

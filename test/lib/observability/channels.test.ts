@@ -61,3 +61,16 @@ t.test('MCP request messages carry only bounded method and tool names', async t 
   t.same(channels.mcpRequestMessage(request, { method: 'tools/call', params: { name: 42 } }, undefined),
     { method: 'tools/call', tool: undefined, outcome: 'ok', errorCode: undefined, request })
 })
+
+t.test('the Redis connection publishes its errors', async t => {
+  const { SharedRedis } = await import('../../../plugins/redis.js')
+  const received = listen(t, channels.redisChannel)
+  const warnings: unknown[] = []
+  const log = { info: () => {}, warn: (o: unknown) => warnings.push(o) } as never
+  // Port 1 on loopback: nothing listens, the connection is refused at once.
+  const redis = new SharedRedis({ url: 'redis://127.0.0.1:1', keyPrefix: 't:', connectTimeoutMs: 500, commandTimeoutMs: 500 }, log)
+  t.teardown(async () => { await redis.close() })
+  for (let i = 0; i < 100 && received.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 50))
+  t.ok(received.length > 0, 'an error event')
+  t.same(received[0], { outcome: 'error' })
+})

@@ -57,11 +57,27 @@ t.test('one line per MCP request, with what an operator follows a session or a c
   t.same(outcomes, [['error', -32602], ['error', -32602]], 'JSON-RPC errors say so, with their code')
 
   ctx.logs.length = 0
+  // A JSON-RPC response from the client: accepted (202) with nothing to answer.
+  const accepted = await ctx.app.inject({ method: 'POST', url: '/mcp', headers: { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }, payload: { jsonrpc: '2.0', id: 9, result: {} } })
+  t.equal(accepted.statusCode, 202)
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(parse(ctx.logs).find(l => l.msg === 'request completed')?.mcp?.outcome, 'ok')
+
+  ctx.logs.length = 0
   const refused = await ctx.app.inject({ method: 'POST', url: '/mcp', headers: MCP_HEADERS, payload: { jsonrpc: '2.0', id: 1, method: 'tools/list' } })
   t.equal(refused.statusCode, 401)
   const refusal = parse(ctx.logs).find(l => l.msg === 'request completed') as LogLine
   t.same(refusal.mcp, { outcome: 'refused' }, 'refused before the transport (the body is not even parsed): outcome refused')
   t.equal(refusal.statusCode, 401)
+
+  ctx.logs.length = 0
+  const auth = { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}` }
+  await ctx.app.inject({ method: 'POST', url: '/mcp', headers: auth, payload: { jsonrpc: '2.0', id: 1, method: 'tools/list' } })
+  await ctx.app.inject({ method: 'POST', url: '/mcp', headers: auth, payload: { jsonrpc: '2.0', id: 1, method: 'made/up' } })
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(parse(ctx.logs).filter(l => l.msg === 'request completed').map(l => l.mcp),
+    [{ method: 'tools/list', subject: 'user_123', outcome: 'refused' }, { method: 'unknown', subject: 'user_123', outcome: 'refused' }],
+    'refused for want of a session: the method when MCP defines it, else unknown')
 })
 
 t.test('probes are logged at debug only', async t => {
@@ -106,4 +122,16 @@ t.test('no secret reaches a log line, by any path', async t => {
   const leaks = ctx.logs.filter(l => l.includes(signature) || l.includes(API_KEY) || l.includes('test-secret-never-logged'))
   t.same(leaks, [], 'no line holds the token, the API key or the client secret')
   t.ok(ctx.logs.some(l => l.includes('"url":"/nowhere"')), 'the URL is logged, without its query')
+})
+
+t.test('the req serializer, an errored response, credentials in user info', async t => {
+  const { RequestLogController, requestSerializer } = await import('../../../lib/observability/request-log.js')
+  t.same(requestSerializer({ method: 'GET', url: '/x?access_token=abc', ip: '127.0.0.1' } as never), { method: 'GET', url: '/x', remoteAddress: '127.0.0.1' })
+  t.equal(redactedUrl(new URL('http://:pw@h/')), 'http://REDACTED@h/')
+  const written: Array<[string, Record<string, unknown>, string]> = []
+  const log = { error: (o: Record<string, unknown>, m: string) => written.push(['error', o, m]) }
+  new RequestLogController().requestCompleted(new Error('socket reset'), { method: 'GET', url: '/x?q=1', routeOptions: {} } as never, { statusCode: 200, elapsedTime: 1, log } as never)
+  t.equal(written.length, 1)
+  t.equal(written[0]?.[2], 'request errored')
+  t.equal(written[0]?.[1].url, '/x')
 })
