@@ -217,8 +217,11 @@ export class McpProtocol {
   #dispatch (msg: JsonRpcRequest, scope: DispatchScope): unknown {
     switch (msg.method) {
       case 'tools/call': return toolCallChannel.hasSubscribers ? this.#observedToolCall(msg, scope) : this.#callTool(msg, scope)
-      case 'tools/list':
-        return this.#listPermittedOnly && scope.auth !== null ? this.#registry.listPermitted(scope.auth.scopes) : this.#registry.list()
+      case 'tools/list': {
+        // Without the auth plugin request.auth is undefined, not null: there is no caller to filter for.
+        const granted = this.#listPermittedOnly ? scope.auth?.scopes : undefined
+        return granted === undefined ? this.#registry.list() : this.#registry.listPermitted(granted)
+      }
       case 'ping': return {}
       case 'initialize':
         // Only valid as the first message of a session, which the transport handles.

@@ -133,7 +133,8 @@ function formatZodIssues (issues: ReadonlyArray<{ path: PropertyKey[], message: 
 }
 
 function formatAjvErrors (errors: ErrorObject[]): string {
-  return errors.map(e => `${e.instancePath === '' ? '(arguments)' : e.instancePath.slice(1).replace(/\//g, '.')}: ${e.message ?? 'is invalid'}`).join('; ')
+  // ajv writes a message for every error unless built with `messages: false`, which this registry never does.
+  return errors.map(e => `${e.instancePath === '' ? '(arguments)' : e.instancePath.slice(1).replace(/\//g, '.')}: ${e.message as string}`).join('; ')
 }
 
 /** The JSON Schema a client sees, and the check the server runs, for one schema of one tool. */

@@ -75,6 +75,19 @@ t.test('without requiredScopes, any valid token passes authenticate', async t =>
   t.equal(parseChallenge((await app.inject('/hook')).headers['www-authenticate']).params.scope, undefined, 'no scope in the challenge when none is needed')
 })
 
+t.test('a route with config.auth and hooks of its own: authentication runs first', async t => {
+  const app = await appWith(t)
+  const seen: string[] = []
+  const hook = async (request: { auth: unknown }): Promise<void> => { seen.push(request.auth === null ? 'no auth yet' : 'authenticated') }
+  app.get('/one', { config: { auth: true }, onRequest: hook }, async () => ({}))
+  app.get('/two', { config: { auth: { scopes: ['api:read'] } }, onRequest: [hook, hook] }, async () => ({}))
+  const token = await issuer.token({ claims: { aud: RESOURCE, scopes: ['api:read'] } })
+  t.equal((await app.inject({ url: '/one', headers: { authorization: `Bearer ${token}` } })).statusCode, 200)
+  t.equal((await app.inject({ url: '/two', headers: { authorization: `Bearer ${token}` } })).statusCode, 200)
+  t.equal((await app.inject({ url: '/two' })).statusCode, 401)
+  t.same(seen, ['authenticated', 'authenticated', 'authenticated'], 'the route\'s own hooks see request.auth, and do not run for a refused request')
+})
+
 t.test('bad per-route scopes fail at registration', async t => {
   const app = await appWith(t)
   t.throws(() => app.get('/bad', { config: { auth: { scopes: ['has space'] } } }, async () => ({})), /^mcp-auth: route GET \/bad: config.auth.scopes must be an array of scope tokens$/)

@@ -57,6 +57,8 @@ t.test('a call the token lacks scopes for is a 403 scope challenge naming endpoi
   t.equal(ok.json().result.content[0].text, 'read', 'a tool without scopes of its own still answers')
   const unknown = await postMcp(app, toolCall('nope', {}), mcpHeaders(readOnly, session))
   t.equal(unknown.json().error.message, 'Unknown tool: nope', 'an unknown tool is still a protocol error, not a 403')
+  const nameless = await postMcp(app, { jsonrpc: '2.0', id: 9, method: 'tools/call', params: {} }, mcpHeaders(readOnly, session))
+  t.equal(nameless.json().error.code, -32602, 'a call without a tool name is still invalid params')
 
   // The same subject with more scopes keeps its session (bound to the subject).
   const stepped = await postMcp(app, toolCall('publish', { text: 'hi' }), mcpHeaders(writer, session))
@@ -99,6 +101,15 @@ t.test('options and definitions that cannot work are refused at registration', a
   t.throws(() => app.mcpTool({ name: 'x', description: 'd', inputSchema: z.object({}), scopes: ['a'] }, () => ({ content: [] })),
     /^mcp: tool "x" declares scopes, but the endpoint runs without auth \(auth: false\)$/)
   app.mcpTool({ name: 'y', description: 'd', inputSchema: z.object({}), scopes: [] }, () => ({ content: [] }))
+
+  // Without auth there is no caller to filter for: 'permitted' lists everything.
+  const open = Fastify()
+  t.teardown(() => open.close())
+  await open.register(mcpPlugin, { auth: false, listTools: 'permitted' })
+  open.mcpTool({ name: 'z', description: 'd', inputSchema: z.object({}) }, () => ({ content: [] }))
+  const session = await initSession(open, undefined)
+  const listed = await postMcp(open, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, mcpHeaders(undefined, session))
+  t.same(listed.json().result?.tools.map((tool: { name: string }) => tool.name), ['z'], listed.body)
 
   const bad = Fastify()
   t.teardown(() => bad.close())
