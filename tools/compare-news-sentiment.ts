@@ -75,6 +75,7 @@ export default async function compareNewsSentimentTool (fastify: FastifyInstance
     const cached = await Promise.all(queries.map(async q => await news.cached(q)))
     const quota = news.quota()
     // What this caller may still spend today: the server's day, and its own share of it (as the news service charges it).
+    /* c8 ignore next -- ctx.auth is null only where the mcp plugin runs without auth, never in this app */
     const remaining = await news.quotaRemaining(ctx.auth === null ? undefined : ctx.auth.principal ?? ctx.auth.subject)
     const plan = planCalls(args.tickers, cached.map(c => c !== undefined), remaining, quota.resetsAt)
     const window = { from: isoSeconds(from), to: args.timeTo === undefined ? null : isoSeconds(args.timeTo) }

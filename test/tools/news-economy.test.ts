@@ -24,8 +24,8 @@ t.test('one subject cannot spend the whole daily quota; cached answers stay free
   t.equal((await alice(TOOL, { ticker: 'T4' })).result?.isError, undefined, 'another subject still gets new answers')
   t.equal((await alice(TOOL, { ticker: 'T2' })).result?.structuredContent.freshness.cached, true, 'and others\' cached ones for free')
   t.equal(ctx.upstream.hits.length, 4)
-  t.equal(await ctx.app.news.quotaRemaining('alice'), 2, 'alice: 3 − 1')
-  t.equal(await ctx.app.news.quotaRemaining('mallory'), 0)
+  t.equal(await ctx.app.news.quotaRemaining('user:alice'), 2, 'alice: 3 − 1 (charged by principal)')
+  t.equal(await ctx.app.news.quotaRemaining('user:mallory'), 0)
   t.equal(await ctx.app.news.quotaRemaining(), 6, 'the server: 10 − 4')
 })
 

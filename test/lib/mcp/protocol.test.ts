@@ -137,3 +137,22 @@ t.test('dispatch', async t => {
     t.equal(res.error?.code, -32600)
   })
 })
+
+t.test('with a metrics listener, a tool that throws is counted as failed, a ToolError as a tool error', async t => {
+  const { toolCallChannel } = await import('../../../lib/observability/channels.js')
+  const { ToolError } = await import('../../../lib/mcp/tools.js')
+  const registry = new ToolRegistry()
+  registry.register({ name: 'throws', description: 'A bug', inputSchema: z.object({}) }, () => { throw new Error('bug') })
+  registry.register({ name: 'refuses', description: 'Says no', inputSchema: z.object({}) }, () => { throw new ToolError('no') })
+  const protocol = new McpProtocol({ registry, serverInfo: { name: 's', version: '1' } })
+  const seen: Array<{ tool: string, outcome: string }> = []
+  const listener = (message: { tool: string, outcome: string }): void => { seen.push({ tool: message.tool, outcome: message.outcome }) }
+  toolCallChannel.subscribe(listener)
+  t.teardown(() => { toolCallChannel.unsubscribe(listener) })
+  const log = Fastify({ logger: { level: 'silent' } }).log
+  const scope: DispatchScope = { auth: null, sessionId: undefined, protocolVersion: '2025-06-18', log, signal: new AbortController().signal, notify: undefined }
+  const failed = await protocol.handle({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'throws' } }, scope)
+  t.equal((failed.result as { isError?: boolean }).isError, true)
+  await protocol.handle({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'refuses' } }, scope)
+  t.same(seen, [{ tool: 'throws', outcome: 'failed' }, { tool: 'refuses', outcome: 'tool_error' }])
+})
