@@ -3,9 +3,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js'
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js'
-import { buildApp, type TestContext } from '../helpers/build-app.js'
-import { freePort } from '../helpers/mcp-app.js'
-import { captureStdout } from '../helpers/auth-requests.js'
+import { serveEmbeddedDefaults } from '../helpers/embedded-defaults.js'
 
 /**
  * The login a new user sees with nothing configured: the official SDK client
@@ -13,27 +11,6 @@ import { captureStdout } from '../helpers/auth-requests.js'
  * registration, authorization code with PKCE, resource indicator) against the
  * development issuer over real HTTP; the test plays the browser.
  */
-
-interface Served { ctx: TestContext, resource: string, origin: string }
-
-async function serveWithoutIssuer (t: Test): Promise<Served> {
-  const port = await freePort()
-  const origin = `http://127.0.0.1:${port}`
-  const resource = `${origin}/mcp`
-  const ctx = await buildApp(t, {
-    PORT: String(port),
-    MCP_RESOURCE: resource,
-    SCALEKIT_ENVIRONMENT_URL: '',
-    SCALEKIT_AUTHORIZATION_SERVERS: '',
-    SCALEKIT_AUDIENCE_NAME: '',
-    SCALEKIT_RESOURCE_METADATA_URL: ''
-  }, { skipOverride: true })
-  // The banner goes to stdout, which carries the TAP stream.
-  const stdout = captureStdout(t)
-  await ctx.app.listen({ port, host: '127.0.0.1' })
-  stdout.restore()
-  return { ctx, resource, origin }
-}
 
 /** What an MCP client application keeps: its registration, PKCE verifier and tokens. */
 class InteractiveClient implements OAuthClientProvider {
@@ -119,7 +96,7 @@ async function signIn (t: Test, authorizationUrl: URL, origin: string, browser =
 }
 
 t.test('the SDK client signs in interactively: discovery, registration, PKCE, one click, tools', async t => {
-  const { ctx, resource, origin } = await serveWithoutIssuer(t)
+  const { ctx, resource, origin } = await serveEmbeddedDefaults(t)
   const provider = new InteractiveClient()
 
   // First attempt: 401 → discovery → registration → redirect to the issuer.
@@ -175,7 +152,7 @@ t.test('the SDK client signs in interactively: discovery, registration, PKCE, on
 })
 
 t.test('an expired access token is refreshed by the SDK with its refresh token', async t => {
-  const { resource, origin } = await serveWithoutIssuer(t)
+  const { resource, origin } = await serveEmbeddedDefaults(t)
   const provider = new InteractiveClient()
   const transport = new StreamableHTTPClientTransport(new URL(resource), { authProvider: provider })
   const first = new Client({ name: 'tap-interactive', version: '1.0.0' })
@@ -194,7 +171,7 @@ t.test('an expired access token is refreshed by the SDK with its refresh token',
 })
 
 t.test('no token for another resource, and a token for another resource is refused on /mcp', async t => {
-  const { ctx, resource, origin } = await serveWithoutIssuer(t)
+  const { ctx, resource, origin } = await serveEmbeddedDefaults(t)
   const { clientId, clientSecret } = ctx.app.devIssuer
   const basic = `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`
   const ask = async (target: string): Promise<Response> => await fetch(`${origin}/dev-issuer/token`, {

@@ -6,7 +6,7 @@ import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.
 import { buildApp, type TestContext } from '../helpers/build-app.js'
 import { LocalIssuer } from '../helpers/issuer.js'
 import { freePort } from '../helpers/mcp-app.js'
-import { captureStdout } from '../helpers/auth-requests.js'
+import { serveEmbeddedDefaults } from '../helpers/embedded-defaults.js'
 
 /**
  * The official MCP TypeScript SDK client against the app listening on
@@ -140,26 +140,12 @@ t.test('SDK client whose token lacks the scope gets the 403 insufficient_scope',
 })
 
 t.test('with nothing configured, an SDK client discovers the development issuer and gets a token', async t => {
-  const port = await freePort()
-  const resource = `http://127.0.0.1:${port}/mcp`
-  // The empty environment of a first `npm start` (buildApp's issuer variables blanked), on a real port.
-  const ctx = await buildApp(t, {
-    PORT: String(port),
-    MCP_RESOURCE: resource,
-    SCALEKIT_ENVIRONMENT_URL: '',
-    SCALEKIT_AUTHORIZATION_SERVERS: '',
-    SCALEKIT_AUDIENCE_NAME: '',
-    SCALEKIT_RESOURCE_METADATA_URL: ''
-  }, { skipOverride: true })
-  // The development banner goes to stdout, which carries the TAP stream.
-  const stdout = captureStdout(t)
-  await ctx.app.listen({ port, host: '127.0.0.1' })
-  stdout.restore()
+  const { ctx, resource, origin } = await serveEmbeddedDefaults(t)
   const { clientId, clientSecret } = ctx.app.devIssuer
-  const authProvider = new ClientCredentialsProvider({ clientId, clientSecret, expectedIssuer: `http://127.0.0.1:${port}/dev-issuer` })
+  const authProvider = new ClientCredentialsProvider({ clientId, clientSecret, expectedIssuer: `${origin}/dev-issuer` })
   const { client } = await connect(t, new URL(resource), { authProvider })
   const tokens = await authProvider.tokens()
   const claims = JSON.parse(Buffer.from(String(tokens?.access_token).split('.')[1] ?? '', 'base64url').toString()) as { iss: string }
-  t.equal(claims.iss, `http://127.0.0.1:${port}/dev-issuer`)
+  t.equal(claims.iss, `${origin}/dev-issuer`)
   checkNewsResult(t, await client.callTool({ name: 'get_news_sentiment', arguments: { ticker: 'AAPL' } }))
 })
