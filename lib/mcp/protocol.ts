@@ -92,6 +92,16 @@ export interface DispatchScope {
   notify: ((notification: JsonRpcNotification) => void) | undefined
 }
 
+/**
+ * Serves one JSON-RPC method beyond the built-in ones (prompts, resources,
+ * completion, logging…). Its return value is the result; an RpcFailure
+ * becomes that JSON-RPC error, anything else an internal error.
+ */
+export type MethodHandler = (params: Record<string, unknown> | undefined, scope: DispatchScope) => unknown
+
+/** Methods the protocol answers itself: no extension may take them over. */
+const BUILT_IN_METHODS = new Set(['initialize', 'ping', 'tools/list', 'tools/call'])
+
 /** Results that report a failure of the tool itself (not one the tool chose to report): for observers. */
 const unexpectedFailures = new WeakSet<CallToolResult>()
 
@@ -176,12 +186,26 @@ export class McpProtocol {
   readonly #serverInfo: ServerInfo
   readonly #instructions: string | undefined
   readonly #listPermittedOnly: boolean
+  readonly #methods = new Map<string, MethodHandler>()
+  readonly #capabilities: Record<string, unknown> = { tools: { listChanged: false } }
 
   constructor (opts: { registry: ToolRegistry, serverInfo: ServerInfo, instructions?: string, listPermittedOnly?: boolean }) {
     this.#registry = opts.registry
     this.#serverInfo = opts.serverInfo
     this.#instructions = opts.instructions
     this.#listPermittedOnly = opts.listPermittedOnly ?? false
+  }
+
+  /** Serves a further method. Registered once per method, before the server answers requests. */
+  setMethod (method: string, handler: MethodHandler): void {
+    if (BUILT_IN_METHODS.has(method)) throw new Error(`mcp: ${method} is answered by the protocol itself`)
+    if (this.#methods.has(method)) throw new Error(`mcp: ${method} already has a handler`)
+    this.#methods.set(method, handler)
+  }
+
+  /** Declares a server capability in every initialize result (MCP lifecycle "Capability Negotiation"). */
+  setCapability (name: string, value: Record<string, unknown>): void {
+    this.#capabilities[name] = value
   }
 
   /** MCP lifecycle "Version Negotiation": the client's version if we speak it, else our latest. */
@@ -196,7 +220,7 @@ export class McpProtocol {
       clientInfo,
       result: {
         protocolVersion,
-        capabilities: { tools: { listChanged: false } },
+        capabilities: this.#capabilities,
         serverInfo: this.#serverInfo,
         ...(this.#instructions !== undefined && { instructions: this.#instructions })
       }
@@ -226,8 +250,11 @@ export class McpProtocol {
       case 'initialize':
         // Only valid as the first message of a session, which the transport handles.
         throw new RpcFailure(RpcError.InvalidRequest, 'Invalid Request: initialize must be sent alone, without a session')
-      default:
-        throw new RpcFailure(RpcError.MethodNotFound, `Method not found: ${msg.method}`)
+      default: {
+        const handler = this.#methods.get(msg.method)
+        if (handler === undefined) throw new RpcFailure(RpcError.MethodNotFound, `Method not found: ${msg.method}`)
+        return handler(msg.params, scope)
+      }
     }
   }
 

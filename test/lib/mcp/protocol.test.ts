@@ -156,3 +156,17 @@ t.test('with a metrics listener, a tool that throws is counted as failed, a Tool
   await protocol.handle({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'refuses' } }, scope)
   t.same(seen, [{ tool: 'throws', outcome: 'failed' }, { tool: 'refuses', outcome: 'tool_error' }])
 })
+
+t.test('setMethod serves further methods; setCapability declares them in initialize', async t => {
+  const protocol = new McpProtocol({ registry: new ToolRegistry(), serverInfo: { name: 's', version: '1' } })
+  const scope: DispatchScope = { auth: null, sessionId: undefined, protocolVersion: '2025-11-25', log: Fastify().log, signal: new AbortController().signal, notify: undefined }
+  t.same(await protocol.handle({ jsonrpc: '2.0', id: 1, method: 'prompts/list' }, scope), rpcError(1, -32601, 'Method not found: prompts/list'))
+  const seen: unknown[] = []
+  protocol.setMethod('prompts/list', (params, s) => { seen.push(params, s); return { prompts: [] } })
+  protocol.setCapability('prompts', { listChanged: true })
+  t.same(await protocol.handle({ jsonrpc: '2.0', id: 2, method: 'prompts/list', params: { cursor: 'c' } }, scope), { jsonrpc: '2.0', id: 2, result: { prompts: [] } })
+  t.same(seen, [{ cursor: 'c' }, scope], 'the handler gets the params and the request scope')
+  t.same(protocol.initialize({ protocolVersion: '2025-11-25' }).result.capabilities, { tools: { listChanged: false }, prompts: { listChanged: true } })
+  t.throws(() => protocol.setMethod('prompts/list', () => ({})), { message: 'mcp: prompts/list already has a handler' })
+  t.throws(() => protocol.setMethod('tools/call', () => ({})), { message: 'mcp: tools/call is answered by the protocol itself' })
+})
