@@ -149,6 +149,7 @@ const INVALID_IN_BATCH = JSON.stringify(rpcError(null, RpcError.InvalidRequest, 
 /* c8 ignore next -- for promises that settle without rejecting: there is nothing to do */
 const ignore = (): void => {}
 const NEVER_ABORTED = new AbortController().signal
+const CLOSING_BRACE = Buffer.from('}')
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',
   'cache-control': 'no-cache, no-transform',
@@ -439,25 +440,34 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
   /**
    * Results that are the same object again (the tools/list result, a tool
-   * answer served from a cache) keep their JSON: only the envelope with the
-   * request id is built per request. Results are treated as immutable.
+   * answer served from a cache) keep their JSON, as UTF-8 bytes: only the
+   * envelope with the request id is built per request. Results are treated
+   * as immutable. Bytes, not a string: a cached answer of some kilobytes
+   * would otherwise be copied twice per request on the JavaScript heap (the
+   * string with its envelope, then its UTF-8 encoding for the socket), and
+   * that young-generation churn is what makes scavenges long (issue 15).
+   * A Buffer of that size lives outside the heap.
    */
-  const serializedResults = new WeakMap<object, string>()
-  /** The response as JSON, or undefined when it carries no object result (Fastify serializes those). */
+  const serializedResults = new WeakMap<object, Buffer>()
+  function resultBytes (result: object): Buffer {
+    let bytes = serializedResults.get(result)
+    if (bytes === undefined) {
+      bytes = Buffer.from(JSON.stringify(result))
+      serializedResults.set(result, bytes)
+    }
+    return bytes
+  }
+  /** The response as JSON, or undefined when it carries no object result (batches only). */
   function responseJson (response: JsonRpcResponse): string | undefined {
     const result = response.result
     if (result === null || typeof result !== 'object') return undefined
-    let json = serializedResults.get(result)
-    if (json === undefined) {
-      json = JSON.stringify(result)
-      serializedResults.set(result, json)
-    }
-    return `{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":${json}}`
+    return `{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":${resultBytes(result).toString()}}`
   }
   function sendResponse (reply: FastifyReply, response: JsonRpcResponse): FastifyReply {
-    const json = responseJson(response)
-    if (json === undefined) return reply.send(response)
-    return reply.header('content-type', 'application/json; charset=utf-8').send(json)
+    const result = response.result
+    if (result === null || typeof result !== 'object') return reply.send(response)
+    const body = Buffer.concat([Buffer.from(`{"jsonrpc":"2.0","id":${JSON.stringify(response.id)},"result":`), resultBytes(result), CLOSING_BRACE])
+    return reply.header('content-type', 'application/json; charset=utf-8').send(body)
   }
 
   /**

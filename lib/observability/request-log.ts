@@ -23,9 +23,17 @@ export interface RequestLogOptions {
   mcpRoutes?: string[]
 }
 
-/** What the MCP transport said about each request it answered, until its log line is written. */
-const mcpAnswers = new WeakMap<object, McpRequestMessage>()
-mcpRequestChannel.subscribe(message => { mcpAnswers.set(message.request, message) })
+/**
+ * What the MCP transport said about a request it answered, kept on the
+ * request itself until its log line is written. Not in a WeakMap keyed by
+ * the request: V8's scavenger keeps the entries of an old-generation
+ * WeakMap alive, so every request (socket buffers, headers, logger and all)
+ * would be promoted to the old generation and wait there for a mark-compact:
+ * that was most of the whole app's tail latency (issue 15).
+ */
+const MCP_ANSWER = Symbol('mcpAnswer')
+type WithAnswer = Record<typeof MCP_ANSWER, McpRequestMessage | undefined>
+mcpRequestChannel.subscribe(message => { (message.request as WithAnswer)[MCP_ANSWER] = message })
 
 /**
  * One log line per request, written when the response is finished (Fastify's
@@ -70,7 +78,7 @@ export class RequestLogController extends LogController {
   }
 
   #mcpFields (request: FastifyRequest, reply: FastifyReply): Record<string, unknown> {
-    const answer = mcpAnswers.get(request)
+    const answer = (request as unknown as WithAnswer)[MCP_ANSWER]
     const body = request.body as { method?: unknown } | undefined
     const session = request.headers['mcp-session-id'] ?? reply.getHeader('mcp-session-id')
     return {
