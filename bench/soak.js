@@ -63,6 +63,12 @@ let turn = 0
 const target = () => urls[turn++ % urls.length]
 
 /** Waits `ms`, or less if the load stops; true if the load is still on. */
+/** Keys of a session (the session, its owner's index, its stream events, its pending requests and subscriptions): none may outlive the drain. */
+const SESSION_KEY = /^(session|sessions|owner|events|resumed|pending|subscriptions?)(:|$)/
+function sessionKeys (keys) {
+  return keys.filter(k => SESSION_KEY.test(k.key))
+}
+
 async function pause (ms) {
   try {
     await sleep(ms, undefined, { signal: stop.signal })
@@ -183,6 +189,7 @@ async function idleCycles () {
   const idle = { bursts: 0, opened: 0, expiredChecks: 0 }
   while (!stop.signal.aborted) {
     const opened = []
+    const burstStarted = Date.now()
     await pooled(IDLE_BURST, idleWorkers, async () => {
       const session = await open('idle', token)
       if (session !== undefined) opened.push(session)
@@ -191,8 +198,10 @@ async function idleCycles () {
     idle.bursts++
     idle.opened += opened.length
     // The subject holds exactly its cap: the oldest sessions were evicted to make room (never refused).
+    // On a machine so loaded that the burst outlasted the idle TTL, its first sessions have expired meanwhile: at most the cap, then.
     const held = await idleSessions(SUBJECTS.idle)
-    if (held !== PER_SUBJECT_CAP) record.error('idle', 'cap', 'per-subject cap not held', `${held} sessions after opening ${opened.length}, cap ${PER_SUBJECT_CAP}`)
+    const burstOutlastedTtl = Date.now() - burstStarted >= settings.idleTtlSec * 1000
+    if (burstOutlastedTtl ? held > PER_SUBJECT_CAP : held !== PER_SUBJECT_CAP) record.error('idle', 'cap', 'per-subject cap not held', `${held} sessions after opening ${opened.length}, cap ${PER_SUBJECT_CAP}`)
     await listProbe('probe evicted', opened[0], 404)
     await listProbe('probe alive', opened.at(-1))
     if (!await pause(EXPIRY_WAIT_MS)) break
@@ -288,8 +297,8 @@ async function main () {
     const held = await heldSessions()
     let copies = 0
     for (const s of servers) copies += (await ask(s.child, 'sessions')).size
-    const keys = redis === undefined ? 0 : await redis.keys() - redisStart.keys
-    return { held, done: held.size === 0 && copies === 0 && keys <= 0 }
+    const keys = redis === undefined ? [] : sessionKeys(await redis.keysWithTtl())
+    return { held, done: held.size === 0 && copies === 0 && keys.length === 0 }
   }
   let state = await drained()
   while (!state.done && Date.now() - drainStarted < EXPIRY_WAIT_MS + (redis === undefined ? 0 : 60_000)) {
@@ -307,14 +316,24 @@ async function main () {
     const endOfB = await ask(servers[1].child, 'settledMemory')
     const redisEnd = { usedMemory: await redis.usedMemory(), keys: await redis.keys() }
     const grew = redisEnd.usedMemory - redisStart.usedMemory
-    if (redisEnd.keys > redisStart.keys) record.error('soak', 'drain', 'keys left in Redis after the drain', `${redisEnd.keys} keys, ${redisStart.keys} before the load`)
+    // What may stay: the news cache (entries, their index and sizes), the
+    // day's quota counters and the pace window, each with a TTL. What must
+    // not: anything of a session (the session, its owner's index, its
+    // events), or any key without a TTL.
+    const left = await redis.keysWithTtl()
+    const ofSessions = sessionKeys(left)
+    if (ofSessions.length > 0) record.error('soak', 'drain', 'session keys left in Redis after the drain', ofSessions.map(k => k.key).join(', '))
+    const forever = left.filter(k => k.ttlMs < 0)
+    if (forever.length > 0) record.error('soak', 'drain', 'keys without a TTL in Redis', forever.map(k => k.key).join(', '))
     replicaNotes.push('', '### Redis mode (issue 9)', '',
       'Two replicas (A and B, each in its own process) share one local redis-server; every request goes to the next replica in turn (no sticky sessions), so a session is opened on one replica and used and deleted on the other. The figures above are replica A\'s.', '',
       '| | before the load | after the drain |', '| --- | ---: | ---: |',
       `| replica B RSS | ${(startOfB.rss / 2 ** 20).toFixed(1)} MB | ${(endOfB.rss / 2 ** 20).toFixed(1)} MB |`,
       `| replica B heapUsed | ${(startOfB.heapUsed / 2 ** 20).toFixed(1)} MB | ${(endOfB.heapUsed / 2 ** 20).toFixed(1)} MB |`,
       `| Redis used_memory | ${(redisStart.usedMemory / 2 ** 10).toFixed(0)} KiB | ${(redisEnd.usedMemory / 2 ** 10).toFixed(0)} KiB (${grew >= 0 ? '+' : ''}${(grew / 2 ** 10).toFixed(0)} KiB) |`,
-      `| Redis keys | ${redisStart.keys} | ${redisEnd.keys} |`)
+      `| Redis keys | ${redisStart.keys} | ${redisEnd.keys} |`, '',
+      'Keys left after the drain (none of a session; each with its time to live):', '',
+      ...left.map(k => `- \`${k.key}\`: ${k.ttlMs < 0 ? 'no TTL' : `${Math.round(k.ttlMs / 1000)} s`}`))
     await redis.stop()
   }
 

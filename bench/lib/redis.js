@@ -43,6 +43,13 @@ export async function startRedis () {
     commands: () => stat('stats', 'total_commands_processed'),
     usedMemory: () => stat('memory', 'used_memory'),
     keys: () => admin.dbsize(),
+    /** Every key with its remaining time to live in ms (-1: none), prefix removed, sorted. */
+    async keysWithTtl (prefix = 'fnmcp:') {
+      const keys = (await admin.keys('*')).sort()
+      if (keys.length === 0) return []
+      const ttls = await admin.pipeline(keys.map(k => ['pttl', k])).exec()
+      return keys.map((key, i) => ({ key: key.startsWith(prefix) ? key.slice(prefix.length) : key, ttlMs: ttls[i][1] }))
+    },
     /** Sessions in Redis (key prefix `prefix`), in all and per subject, as the server's `sessions` answer counts them. */
     async sessions (prefix = 'fnmcp:') {
       const ids = await admin.keys(`${prefix}session:*`)
