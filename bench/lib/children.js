@@ -15,9 +15,10 @@ export function cleanEnv (extra = {}) {
  * Forks `file`, sends it `{ type: 'start', options }` and resolves with the
  * child and its `ready` message. Every child answers the protocol of
  * bench/servers/serve.js: start → ready, ask → reply, stop → exits.
+ * `stdout: 'pipe'` hands the child's standard output to the caller (child.stdout).
  */
-export async function startChild (file, { name, options = {}, env = cleanEnv(), execArgv = [], timeoutMs = 20_000 } = {}) {
-  const child = fork(file, [], { env, execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+export async function startChild (file, { name, options = {}, env = cleanEnv(), execArgv = [], timeoutMs = 20_000, stdout = 'inherit' } = {}) {
+  const child = fork(file, [], { env, execArgv, stdio: ['ignore', stdout, 'inherit', 'ipc'] })
   child.benchName = name ?? file
   children.add(child)
   child.once('exit', () => children.delete(child))
