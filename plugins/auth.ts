@@ -317,7 +317,6 @@ async function authPlugin (fastify: FastifyInstance, options: AuthPluginOptions)
   fastify.addHook('onRoute', function protectRoute (route) {
     const auth = route.config?.auth
     if (auth === undefined) return
-    /* c8 ignore next -- not yet covered: `config: { auth: {} }` (no scopes listed) */
     const scopes = auth === true ? [] : auth?.scopes ?? []
     if (!isScopeList(scopes)) throw new Error(`mcp-auth: route ${route.method} ${route.url}: config.auth.scopes must be an array of scope tokens`)
     const hook = scopes.length === 0 ? authenticate : requireScopes(scopes)

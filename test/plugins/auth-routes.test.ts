@@ -75,6 +75,18 @@ t.test('without requiredScopes, any valid token passes authenticate', async t =>
   t.equal(parseChallenge((await app.inject('/hook')).headers['www-authenticate']).params.scope, undefined, 'no scope in the challenge when none is needed')
 })
 
+t.test('config: { auth: {} } (no scopes listed) protects the route with the endpoint\'s scopes only', async t => {
+  const app = await appWith(t)
+  app.get('/empty', { config: { auth: {} } }, async request => ({ subject: request.auth?.subject }))
+  t.equal((await app.inject('/empty')).statusCode, 401, 'no token: refused')
+  const reader = await issuer.token({ claims: { aud: RESOURCE, sub: 'reader', scopes: ['api:read'] } })
+  const res = await app.inject({ url: '/empty', headers: { authorization: `Bearer ${reader}` } })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { subject: 'reader' })
+  const none = await issuer.token({ claims: { aud: RESOURCE, scopes: [] } })
+  t.equal((await app.inject({ url: '/empty', headers: { authorization: `Bearer ${none}` } })).statusCode, 403, 'the endpoint\'s required scope still holds')
+})
+
 t.test('a route with config.auth and hooks of its own: authentication runs first', async t => {
   const app = await appWith(t)
   const seen: string[] = []
