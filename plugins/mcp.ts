@@ -24,7 +24,7 @@ import {
 import { MemorySessionMessenger, RedisSessionMessenger, type SessionMessenger } from '../lib/mcp/session-messages.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
-export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue, Icon } from '../lib/mcp/tools.js'
 export { ClientCapabilityError, ClientRequestError, ClientCapabilityBit } from '../lib/mcp/client-requests.js'
 export type {
   ClientCapabilities, ClientRequestOptions, ClientRequestFailure, CreateMessageParams, CreateMessageResult, ElicitParams, ElicitResult

@@ -279,6 +279,7 @@ for (const shared of [false, true]) {
       t.equal(res.status, 202)
       await until('the tool is released', () => outcomes.length === 1)
       t.same(outcomes, ['cancelled: The call was cancelled before the client answered elicitation/create.'])
+      t.same(await sse.message(), { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: request.id, reason: 'The call was cancelled before the client answered elicitation/create.' } }, 'the client is told its request is void')
       t.same(await answer(b, session, { jsonrpc: '2.0', id: request.id, result: { action: 'cancel' } }), { status: 400, body: JSON.stringify(UNKNOWN(request.id)) })
       await sse.cancel()
     })
