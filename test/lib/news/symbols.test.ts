@@ -52,6 +52,7 @@ t.test('resolve: a symbol is itself; a name or a share-class base gives candidat
   t.same(symbols.resolve('ZZZZ'), { kind: 'unknown' }, 'a symbol the list does not hold')
   t.same(symbols.resolve('Microso'), { kind: 'unknown' }, 'names match on whole words only')
   t.same(symbols.resolve('--'), { kind: 'unknown' })
+  t.same(symbols.resolve('B'), { kind: 'unknown' }, 'a letter is a symbol, not the "Class B" of a name')
   const many = symbols.resolve('Inc')
   t.equal(many.kind === 'candidates' && many.candidates.length, MAX_CANDIDATES, 'candidates are capped')
 })
