@@ -72,10 +72,6 @@ export class PromptRegistry {
     this.#list = undefined
   }
 
-  get (name: string): RegisteredPrompt | undefined {
-    return this.#prompts.get(name)
-  }
-
   get size (): number {
     return this.#prompts.size
   }
