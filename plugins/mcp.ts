@@ -25,7 +25,7 @@ import { MemorySessionMessenger, RedisSessionMessenger, type SessionMessenger } 
 import { installFeatures } from '../lib/mcp/features.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
-export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue, Icon } from '../lib/mcp/tools.js'
 export { ClientCapabilityError, ClientRequestError, ClientCapabilityBit } from '../lib/mcp/client-requests.js'
 export type {
   ClientCapabilities, ClientRequestOptions, ClientRequestFailure, CreateMessageParams, CreateMessageResult, ElicitParams, ElicitResult

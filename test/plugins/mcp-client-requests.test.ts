@@ -48,12 +48,13 @@ function tools (app: FastifyInstance): void {
   app.mcpTool({
     name: 'sample',
     description: 'Samples once (with tools when asked)',
-    inputSchema: z.object({ tools: z.boolean().optional(), timeoutMs: z.number().int().optional() })
-  }, async ({ tools, timeoutMs }, ctx) => {
+    inputSchema: z.object({ tools: z.boolean().optional(), timeoutMs: z.number().int().optional(), context: z.enum(['none', 'thisServer']).optional() })
+  }, async ({ tools, timeoutMs, context }, ctx) => {
     try {
       const answer = await ctx.createMessage({
         messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }],
         maxTokens: 10,
+        ...(context !== undefined && { includeContext: context }),
         ...(tools === true && { tools: [{ name: 'lookup', inputSchema: { type: 'object' } }] })
       }, { timeoutMs: timeoutMs ?? 5000 })
       outcomes.push(`answer: ${JSON.stringify(answer)}`)
@@ -279,6 +280,7 @@ for (const shared of [false, true]) {
       t.equal(res.status, 202)
       await until('the tool is released', () => outcomes.length === 1)
       t.same(outcomes, ['cancelled: The call was cancelled before the client answered elicitation/create.'])
+      t.same(await sse.message(), { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: request.id, reason: 'The call was cancelled before the client answered elicitation/create.' } }, 'the client is told its request is void')
       t.same(await answer(b, session, { jsonrpc: '2.0', id: request.id, result: { action: 'cancel' } }), { status: 400, body: JSON.stringify(UNKNOWN(request.id)) })
       await sse.cancel()
     })
@@ -329,11 +331,18 @@ for (const shared of [false, true]) {
       }
       const sampler = await open(a, { sampling: {} })
       await (await post(a, toolCall('sample', { tools: true }), sampler)).text()
+      await (await post(a, toolCall('sample', { context: 'thisServer' }), sampler)).text()
       t.same(outcomes, [
         'capability: The client does not support URL-mode elicitation; ask the user directly in your answer instead.',
         'capability: The client does not support sampling; ask the user directly in your answer instead.',
-        'capability: The client does not support tool use in sampling; ask the user directly in your answer instead.'
+        'capability: The client does not support tool use in sampling; ask the user directly in your answer instead.',
+        'capability: The client does not support context inclusion in sampling; ask the user directly in your answer instead.'
       ])
+      // includeContext "none" needs nothing beyond sampling.
+      const { sse, request } = await callUntilRequest(a, sampler, 'sample', { context: 'none' })
+      t.equal(request.params.includeContext, 'none')
+      t.equal((await answer(b, sampler, { jsonrpc: '2.0', id: request.id, result: { role: 'assistant', content: { type: 'text', text: 'ok' }, model: 'm' } })).status, 202)
+      await sse.message()
     })
   })
 
