@@ -22,6 +22,7 @@ import {
   type AnswerOutcome, type ClientAnswer, type ClientPeer, type ClientRequestMethod, type ClientRequestRouter, type PendingKind
 } from '../lib/mcp/client-requests.js'
 import { MemorySessionMessenger, RedisSessionMessenger, type SessionMessenger } from '../lib/mcp/session-messages.js'
+import { installFeatures } from '../lib/mcp/features.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue, Icon } from '../lib/mcp/tools.js'
@@ -32,6 +33,11 @@ export type {
 export { LOGGING_LEVELS } from '../lib/mcp/logging.js'
 export type { McpLogger, LoggingLevel } from '../lib/mcp/logging.js'
 export type { DispatchScope, MethodHandler } from '../lib/mcp/protocol.js'
+export { RpcError, RpcFailure } from '../lib/mcp/protocol.js'
+export { ResourceNotFoundError, RESOURCE_NOT_FOUND } from '../lib/mcp/resources.js'
+export type { ResourceDefinition, ResourceReader, ResourceTemplateDefinition, ResourceTemplateReader, ReadResourceResult } from '../lib/mcp/resources.js'
+export type { PromptDefinition, PromptArgumentDefinition, PromptHandler, GetPromptResult } from '../lib/mcp/prompts.js'
+export type { CompletionFunction, CompletionAnswer, CompletionContext, McpRequestContext } from '../lib/mcp/completion.js'
 
 /** A notification from server to client outside any request (list_changed, resource updates, log messages). */
 export interface McpNotification {
@@ -151,6 +157,13 @@ export interface McpPluginOptions {
    * @error mcp: "sseRetryMs" must be a positive integer
    */
   sseRetryMs?: number
+  /**
+   * Items per page of prompts/list, resources/list and
+   * resources/templates/list; a longer list carries a `nextCursor`.
+   * @default 50
+   * @error mcp: "pageSize" must be a positive integer
+   */
+  pageSize?: number
 }
 
 const defaults = {
@@ -170,7 +183,8 @@ const defaults = {
   listTools: 'all',
   defaultLogLevel: 'info' as LoggingLevel,
   clientRequestTimeoutMs: 300_000,
-  sseRetryMs: 1000
+  sseRetryMs: 1000,
+  pageSize: 50
 }
 
 /** Messages of one batch run at most this many at a time: a batch is one client's work, not a fan-out. */
@@ -427,7 +441,7 @@ function validateOptions (opts: McpPluginOptions): void {
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
   if (opts.listTools !== undefined && opts.listTools !== 'all' && opts.listTools !== 'permitted') fail('"listTools" must be "all" or "permitted"')
   if (opts.defaultLogLevel !== undefined && loggingLevelIndex(opts.defaultLogLevel) === undefined) fail(`"defaultLogLevel" must be an MCP logging level (${LOGGING_LEVELS.join(', ')})`)
-  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs', 'clientRequestTimeoutMs', 'sseRetryMs'] as const) {
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs', 'clientRequestTimeoutMs', 'sseRetryMs', 'pageSize'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
   }
@@ -442,6 +456,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
   const registry = new ToolRegistry()
   const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions, listPermittedOnly: opts.listTools === 'permitted' })
+  // Prompts, resources, subscriptions and completion (issue 10): methods and decorators of their own.
+  const features = installFeatures(fastify, protocol, { pageSize: opts.pageSize, stateless: opts.stateless, redis: opts.redis, sessionIdleTtlMs: opts.sessionIdleTtlMs })
   /** Scopes the endpoint itself requires (the mcp-auth plugin's): a tool's challenge names them with its own. */
   const endpointScopes: readonly string[] = opts.auth ? fastify.requiredScopes : []
   /** Whether some tool needs scopes of its own (only with auth): until one does, calls skip the check. */
@@ -456,6 +472,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       session.stream?.end()
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'closed', reason })
       events.endSession(session.id)
+      features.sessionEnded(session.id, reason)
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
   }
