@@ -455,7 +455,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   }
 
   const registry = new ToolRegistry()
-  const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions, listPermittedOnly: opts.listTools === 'permitted' })
+  const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions, listPermittedOnly: opts.listTools === 'permitted', pageSize: opts.pageSize })
   // Prompts, resources, subscriptions and completion (issue 10): methods and decorators of their own.
   const features = installFeatures(fastify, protocol, { pageSize: opts.pageSize, stateless: opts.stateless, redis: opts.redis, sessionIdleTtlMs: opts.sessionIdleTtlMs })
   /** Scopes the endpoint itself requires (the mcp-auth plugin's): a tool's challenge names them with its own. */
@@ -1111,7 +1111,11 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       fastify.scopesInUse.add(scope)
       scopedTools = true
     }
+    // A tool registered once the server serves changes the list clients hold (MCP tools "List Changed Notification").
+    if (serving) fastify.mcpBroadcast({ method: 'notifications/tools/list_changed' })
   } as FastifyInstance['mcpTool'])
+  let serving = false
+  fastify.addHook('onReady', async () => { serving = true })
 
   const onRequest = opts.auth ? [checkOrigin, fastify.authenticate] : [checkOrigin]
   const paths = slashVariants(fastify, [opts.path])

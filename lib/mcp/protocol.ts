@@ -8,6 +8,7 @@ import {
   type ClientCapabilities, type ClientPeer, type ClientRequestOptions, type CreateMessageParams, type CreateMessageResult,
   type ElicitParams, type ElicitResult
 } from './client-requests.js'
+import { paginate } from './pagination.js'
 import { toolCallChannel, type ToolCallMessage } from '../observability/channels.js'
 
 /** JSON-RPC 2.0 error codes (JSON-RPC §5.1) and the MCP ones. */
@@ -234,13 +235,16 @@ export class McpProtocol {
   readonly #instructions: string | undefined
   readonly #listPermittedOnly: boolean
   readonly #methods = new Map<string, MethodHandler>()
-  readonly #capabilities: Record<string, unknown> = { tools: { listChanged: false } }
+  readonly #capabilities: Record<string, unknown> = { tools: { listChanged: true } }
 
-  constructor (opts: { registry: ToolRegistry, serverInfo: ServerInfo, instructions?: string, listPermittedOnly?: boolean }) {
+  readonly #pageSize: number
+
+  constructor (opts: { registry: ToolRegistry, serverInfo: ServerInfo, instructions?: string, listPermittedOnly?: boolean, pageSize?: number }) {
     this.#registry = opts.registry
     this.#serverInfo = opts.serverInfo
     this.#instructions = opts.instructions
     this.#listPermittedOnly = opts.listPermittedOnly ?? false
+    this.#pageSize = opts.pageSize ?? Number.POSITIVE_INFINITY
   }
 
   /** Serves a further method. Registered once per method, before the server answers requests. */
@@ -298,7 +302,13 @@ export class McpProtocol {
       case 'tools/list': {
         // Without the auth plugin request.auth is undefined, not null: there is no caller to filter for.
         const granted = this.#listPermittedOnly ? scope.auth?.scopes : undefined
-        return granted === undefined ? this.#registry.list() : this.#registry.listPermitted(granted)
+        const list = granted === undefined ? this.#registry.list() : this.#registry.listPermitted(granted)
+        const cursor = msg.params?.cursor
+        // One page (the usual case): the cached list object itself, so that its JSON is reused.
+        if (cursor === undefined && list.tools.length <= this.#pageSize) return list
+        // MCP utilities "Pagination": opaque cursors, and an invalid one is -32602.
+        const page = paginate(list.tools, cursor, this.#pageSize)
+        return page.nextCursor === undefined ? { tools: page.items } : { tools: page.items, nextCursor: page.nextCursor }
       }
       case 'ping': return {}
       case 'initialize':

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import {
-  ElicitRequestSchema, LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema, PromptListChangedNotificationSchema, ResourceListChangedNotificationSchema,
+  ElicitRequestSchema, LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema, PromptListChangedNotificationSchema, ResourceListChangedNotificationSchema, ToolListChangedNotificationSchema,
   type ClientCapabilities, type LoggingMessageNotification
 } from '@modelcontextprotocol/sdk/types.js'
 import { buildApp, type TestContext } from '../helpers/build-app.js'
@@ -96,6 +96,7 @@ t.test('the client follows nextCursor through every page, and hears of a prompt 
       for (let i = 0; i < 5; i++) app.mcpPrompt({ name: `p${i}` }, () => ({ messages: [] }))
       for (let i = 0; i < 3; i++) app.mcpResource({ uri: `test://r${i}`, name: `r${i}` }, uri => ({ contents: [{ uri, text: String(i) }] }))
       for (let i = 0; i < 3; i++) app.mcpResourceTemplate({ uriTemplate: `test://t${i}/{x}`, name: `t${i}` }, uri => ({ contents: [{ uri, text: 'x' }] }))
+      for (let i = 0; i < 3; i++) app.mcpTool({ name: `tool${i}`, description: `tool ${i}`, inputSchema: { type: 'object' } }, () => ({ content: [] }))
     }
   })
   const base = await listenLocal(app.app)
@@ -145,6 +146,26 @@ t.test('the client follows nextCursor through every page, and hears of a prompt 
   app.app.mcpResourceTemplate({ uriTemplate: 'test://late/{x}', name: 'late-template' }, uri => ({ contents: [{ uri, text: 'late' }] }))
   await twice
   t.same((await client.readResource({ uri: 'test://late/1' })).contents, [{ uri: 'test://late/1', text: 'late' }])
+
+  // Tools page too, and a tool registered later is announced.
+  const toolNames = async (): Promise<string[]> => {
+    const seen: string[] = []
+    let next: string | undefined
+    do {
+      const page = await client.listTools(next === undefined ? {} : { cursor: next })
+      t.ok(page.tools.length <= 2, 'a page holds at most pageSize tools')
+      seen.push(...page.tools.map(tool => tool.name))
+      next = page.nextCursor
+    } while (next !== undefined)
+    return seen
+  }
+  const before = await toolNames()
+  t.ok(['tool0', 'tool1', 'tool2'].every(name => before.includes(name)), 'every tool is listed once the pages are followed')
+  await t.rejects(client.listTools({ cursor: 'forged' }), { code: -32602 })
+  const toolsChanged = new Promise<void>(resolve => client.setNotificationHandler(ToolListChangedNotificationSchema, () => resolve()))
+  app.app.mcpTool({ name: 'late_tool', description: 'late', inputSchema: { type: 'object' } }, () => ({ content: [] }))
+  await toolsChanged
+  t.same(await toolNames(), [...before, 'late_tool'])
 })
 
 t.test('subscribeResource: a fresh answer for the ticker notifies the subscriber; unsubscribed, it does not', async t => {

@@ -26,7 +26,7 @@ t.test('initialize', async t => {
       const body = res.json()
       t.equal(body.id, 7)
       t.equal(body.result.protocolVersion, version)
-      t.same(body.result.capabilities, { tools: { listChanged: false }, logging: {}, prompts: { listChanged: true }, resources: { subscribe: true, listChanged: true }, completions: {} })
+      t.same(body.result.capabilities, { tools: { listChanged: true }, logging: {}, prompts: { listChanged: true }, resources: { subscribe: true, listChanged: true }, completions: {} })
       t.equal(body.result.serverInfo.name, 'finance-news-mcp')
       t.match(body.result.instructions, /get_news_sentiment/)
     }

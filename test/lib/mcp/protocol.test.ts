@@ -166,7 +166,7 @@ t.test('setMethod serves further methods; setCapability declares them in initial
   protocol.setCapability('prompts', { listChanged: true })
   t.same(await protocol.handle({ jsonrpc: '2.0', id: 2, method: 'prompts/list', params: { cursor: 'c' } }, scope), { jsonrpc: '2.0', id: 2, result: { prompts: [] } })
   t.same(seen, [{ cursor: 'c' }, scope], 'the handler gets the params and the request scope')
-  t.same(protocol.initialize({ protocolVersion: '2025-11-25' }).result.capabilities, { tools: { listChanged: false }, prompts: { listChanged: true } })
+  t.same(protocol.initialize({ protocolVersion: '2025-11-25' }).result.capabilities, { tools: { listChanged: true }, prompts: { listChanged: true } })
   t.throws(() => protocol.setMethod('prompts/list', () => ({})), { message: 'mcp: prompts/list already has a handler' })
   t.throws(() => protocol.setMethod('tools/call', () => ({})), { message: 'mcp: tools/call is answered by the protocol itself' })
 })
