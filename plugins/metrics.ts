@@ -4,6 +4,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
 import * as channels from '../lib/observability/channels.js'
+import { FastCounter, FastHistogram, type MetricSource } from '../lib/observability/fast-metrics.js'
 
 export interface MetricsPluginOptions {
   /** Serve the metrics on a listener of their own (Prometheus scrapes it; the service's port does not expose them). */
@@ -45,42 +46,38 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
   const register = new Registry()
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register })
 
-  const httpDuration = new Histogram({
-    name: 'http_request_duration_seconds',
-    help: 'HTTP requests by method, route pattern and status code',
-    labelNames: ['method', 'route', 'status_code'],
-    buckets: DURATION_BUCKETS,
-    registers: [register]
-  })
-  const mcpRequests = new Counter({ name: 'mcp_requests_total', help: 'MCP messages answered, by JSON-RPC method and outcome (ok, tool_error, error)', labelNames: ['method', 'outcome'], registers: [register] })
-  const toolCalls = new Counter({ name: 'mcp_tool_calls_total', help: 'Tool calls by tool and outcome (ok, tool_error, invalid_arguments, failed)', labelNames: ['tool', 'outcome'], registers: [register] })
-  const toolDuration = new Histogram({ name: 'mcp_tool_call_duration_seconds', help: 'Tool call duration by tool', labelNames: ['tool'], buckets: DURATION_BUCKETS, registers: [register] })
+  // What every request updates: fast-metrics series (see lib/observability/fast-metrics.ts), the rest prom-client's own.
+  const fast = <M extends MetricSource>(metric: M): M => { register.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]); return metric }
+  const httpDuration = fast(new FastHistogram('http_request_duration_seconds', 'HTTP requests by method, route pattern and status code', DURATION_BUCKETS, ['method', 'route', 'status_code']))
+  const mcpRequests = fast(new FastCounter('mcp_requests_total', 'MCP messages answered, by JSON-RPC method and outcome (ok, tool_error, error)', ['method', 'outcome']))
+  const toolCalls = fast(new FastCounter('mcp_tool_calls_total', 'Tool calls by tool and outcome (ok, tool_error, invalid_arguments, failed)', ['tool', 'outcome']))
+  const toolDuration = fast(new FastHistogram('mcp_tool_call_duration_seconds', 'Tool call duration by tool', DURATION_BUCKETS, ['tool']))
   const sessionsOpen = new Gauge({ name: 'mcp_sessions_open', help: 'MCP sessions open in this process', registers: [register] })
   const sessionsClosed = new Counter({ name: 'mcp_sessions_closed_total', help: 'MCP sessions ended, by reason (deleted, expired, evicted, shutdown)', labelNames: ['reason'], registers: [register] })
   const streamsOpen = new Gauge({ name: 'mcp_streams_open', help: 'SSE streams open in this process', registers: [register] })
-  const authDecisions = new Counter({ name: 'auth_decisions_total', help: 'Bearer token decisions by outcome and reason', labelNames: ['outcome', 'reason'], registers: [register] })
+  const authDecisions = fast(new FastCounter('auth_decisions_total', 'Bearer token decisions by outcome and reason', ['outcome', 'reason']))
   const jwksFetches = new Counter({ name: 'auth_jwks_fetches_total', help: 'JWKS fetches by outcome', labelNames: ['outcome'], registers: [register] })
   const jwksKeys = new Gauge({ name: 'auth_jwks_keys', help: 'Signing keys held from the issuer\'s JWKS', registers: [register] })
   const upstreamCalls = new Counter({ name: 'upstream_calls_total', help: 'Alpha Vantage calls by outcome (ok or the failure kind)', labelNames: ['outcome'], registers: [register] })
   const upstreamDuration = new Histogram({ name: 'upstream_call_duration_seconds', help: 'Alpha Vantage call duration', buckets: DURATION_BUCKETS, registers: [register] })
   const quotaUsed = new Gauge({ name: 'upstream_quota_used', help: 'Alpha Vantage calls counted today (UTC) by this process', registers: [register] })
   const quotaRemaining = new Gauge({ name: 'upstream_quota_remaining', help: 'Alpha Vantage calls left today (UTC) for this process', registers: [register] })
-  const cacheLookups = new Counter({ name: 'news_cache_lookups_total', help: 'News cache lookups: hit (fresh), miss (not fresh), stale (served past freshness because upstream could not answer; also a miss)', labelNames: ['result'], registers: [register] })
+  const cacheLookups = fast(new FastCounter('news_cache_lookups_total', 'News cache lookups: hit (fresh), miss (not fresh), stale (served past freshness because upstream could not answer; also a miss)', ['result']))
   const circuitOpen = new Gauge({ name: 'upstream_circuit_open', help: '1 while the upstream circuit breaker is open', registers: [register] })
   const rateLimited = new Counter({ name: 'http_rate_limited_total', help: 'Requests refused by the rate limit, by route', labelNames: ['route'], registers: [register] })
   const overloaded = new Counter({ name: 'http_overload_refused_total', help: 'Requests refused with 503 because the process was overloaded, by reason', labelNames: ['reason'], registers: [register] })
-  const redisCommands = new Counter({ name: 'redis_commands_total', help: 'Redis round trips by outcome (errors include connection errors)', labelNames: ['outcome'], registers: [register] })
-  const redisDuration = new Histogram({ name: 'redis_command_duration_seconds', help: 'Redis round trip duration', buckets: DURATION_BUCKETS, registers: [register] })
+  const redisCommands = fast(new FastCounter('redis_commands_total', 'Redis round trips by outcome (errors include connection errors)', ['outcome']))
+  const redisDuration = fast(new FastHistogram('redis_command_duration_seconds', 'Redis round trip duration', DURATION_BUCKETS))
 
   const subscriptions: Array<[channels.TypedChannel<never>, (message: never) => void]> = []
   function on<M> (channel: channels.TypedChannel<M>, listener: (message: M) => void): void {
     channel.subscribe(listener)
     subscriptions.push([channel as unknown as channels.TypedChannel<never>, listener as (message: never) => void])
   }
-  on(channels.mcpRequestChannel, m => { mcpRequests.inc({ method: m.method, outcome: m.outcome }) })
+  on(channels.mcpRequestChannel, m => { mcpRequests.inc(m.method, m.outcome) })
   on(channels.toolCallChannel, m => {
-    toolCalls.inc({ tool: m.tool, outcome: m.outcome })
-    toolDuration.observe({ tool: m.tool }, m.durationMs / 1000)
+    toolCalls.inc(m.tool, m.outcome)
+    toolDuration.observe(m.durationMs / 1000, m.tool)
   })
   on(channels.sessionChannel, m => {
     if (m.event === 'opened') {
@@ -91,7 +88,7 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     }
   })
   on(channels.streamChannel, m => { if (m.event === 'opened') streamsOpen.inc(); else streamsOpen.dec() })
-  on(channels.authDecisionChannel, m => { authDecisions.inc({ outcome: m.outcome, reason: m.reason }) })
+  on(channels.authDecisionChannel, m => { authDecisions.inc(m.outcome, m.reason) })
   on(channels.jwksFetchChannel, m => {
     jwksFetches.inc({ outcome: m.outcome })
     jwksKeys.set(m.keys)
@@ -104,12 +101,12 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
     quotaUsed.set(m.used)
     quotaRemaining.set(m.remaining)
   })
-  on(channels.cacheChannel, m => { cacheLookups.inc({ result: m.result }) })
+  on(channels.cacheChannel, m => { cacheLookups.inc(m.result) })
   on(channels.circuitChannel, m => { circuitOpen.set(m.state === 'open' ? 1 : 0) })
   on(channels.rateLimitedChannel, m => { rateLimited.inc({ route: m.route }) })
   on(channels.overloadChannel, m => { overloaded.inc({ reason: m.reason }) })
   on(channels.redisChannel, m => {
-    redisCommands.inc({ outcome: m.outcome })
+    redisCommands.inc(m.outcome)
     if (m.durationMs !== undefined) redisDuration.observe(m.durationMs / 1000)
   })
 
@@ -120,7 +117,7 @@ async function metricsPlugin (fastify: FastifyInstance, opts: MetricsPluginOptio
 
   // A callback hook: no promise per request on the hot path.
   const observeRequest: onResponseHookHandler = (request, reply, done) => {
-    httpDuration.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }, reply.elapsedTime / 1000)
+    httpDuration.observe(reply.elapsedTime / 1000, request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode)
     done()
   }
   fastify.addHook('onResponse', observeRequest)
