@@ -1,0 +1,154 @@
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import { deflateSync, crc32 } from 'node:zlib'
+import { z } from 'zod'
+import { ToolError } from '../../plugins/mcp.js'
+
+/**
+ * What the server scenarios of @modelcontextprotocol/conformance 0.1.16 call,
+ * registered through the mcp plugin's public decorators only, as a reusing app
+ * would. Never registered by app.ts: `npm run conformance` and the tests load it.
+ * Names, arguments and texts are the ones the suite's scenario descriptions give.
+ */
+
+/** A 1×1 red PNG, built rather than pasted: signature, IHDR, IDAT, IEND. */
+export function onePixelPng (): Buffer {
+  const chunk = (type: string, data: Buffer): Buffer => {
+    const body = Buffer.concat([Buffer.from(type, 'latin1'), data])
+    const length = Buffer.alloc(4)
+    length.writeUInt32BE(data.length)
+    const crc = Buffer.alloc(4)
+    crc.writeUInt32BE(crc32(body))
+    return Buffer.concat([length, body, crc])
+  }
+  // Width 1, height 1, bit depth 8, colour type 2 (RGB), deflate, no filter, no interlace.
+  const header = Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0])
+  // One scanline: filter byte 0, then red.
+  const pixels = deflateSync(Buffer.from([0, 0xff, 0, 0]))
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))
+  ])
+}
+
+/** A tenth of a second of silence: a PCM WAV (RIFF header, fmt, data), 8 kHz, 8 bit, mono. */
+export function silentWav (): Buffer {
+  const samples = 800
+  const wav = Buffer.alloc(44 + samples, 0x80)
+  wav.write('RIFF', 0, 'latin1')
+  wav.writeUInt32LE(36 + samples, 4)
+  wav.write('WAVEfmt ', 8, 'latin1')
+  wav.writeUInt32LE(16, 16) // fmt chunk size
+  wav.writeUInt16LE(1, 20) // PCM
+  wav.writeUInt16LE(1, 22) // mono
+  wav.writeUInt32LE(8000, 24) // sample rate
+  wav.writeUInt32LE(8000, 28) // byte rate
+  wav.writeUInt16LE(1, 32) // block align
+  wav.writeUInt16LE(8, 34) // bits per sample
+  wav.write('data', 36, 'latin1')
+  wav.writeUInt32LE(samples, 40)
+  return wav
+}
+
+const PNG = onePixelPng().toString('base64')
+const WAV = silentWav().toString('base64')
+const NO_ARGUMENTS = z.object({})
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> => new Promise(resolve => {
+  const timer = setTimeout(resolve, ms)
+  signal.addEventListener('abort', () => { clearTimeout(timer); resolve() }, { once: true })
+})
+
+async function conformanceFixture (fastify: FastifyInstance): Promise<void> {
+  // Scenario tools-call-simple-text (called without an `arguments` member at all).
+  fastify.mcpTool({
+    name: 'test_simple_text',
+    description: 'Returns a fixed text',
+    inputSchema: NO_ARGUMENTS
+  }, () => ({ content: [{ type: 'text', text: 'This is a simple text response for testing.' }] }))
+
+  // tools-call-image
+  fastify.mcpTool({
+    name: 'test_image_content',
+    description: 'Returns a 1x1 PNG image',
+    inputSchema: NO_ARGUMENTS
+  }, () => ({ content: [{ type: 'image', data: PNG, mimeType: 'image/png' }] }))
+
+  // tools-call-audio
+  fastify.mcpTool({
+    name: 'test_audio_content',
+    description: 'Returns a short WAV recording of silence',
+    inputSchema: NO_ARGUMENTS
+  }, () => ({ content: [{ type: 'audio', data: WAV, mimeType: 'audio/wav' }] }))
+
+  // tools-call-embedded-resource
+  fastify.mcpTool({
+    name: 'test_embedded_resource',
+    description: 'Returns an embedded text resource',
+    inputSchema: NO_ARGUMENTS
+  }, () => ({
+    content: [{
+      type: 'resource',
+      resource: { uri: 'test://embedded-resource', mimeType: 'text/plain', text: 'This is an embedded resource content.' }
+    }]
+  }))
+
+  // tools-call-mixed-content
+  fastify.mcpTool({
+    name: 'test_multiple_content_types',
+    description: 'Returns text, an image and an embedded resource',
+    inputSchema: NO_ARGUMENTS
+  }, () => ({
+    content: [
+      { type: 'text', text: 'Multiple content types test:' },
+      { type: 'image', data: PNG, mimeType: 'image/png' },
+      {
+        type: 'resource',
+        resource: { uri: 'test://mixed-content-resource', mimeType: 'application/json', text: JSON.stringify({ test: 'data', value: 123 }) }
+      }
+    ]
+  }))
+
+  // tools-call-error: an error meant for the model is a result with isError, not a JSON-RPC error.
+  fastify.mcpTool({
+    name: 'test_error_handling',
+    description: 'Always fails',
+    inputSchema: NO_ARGUMENTS
+  }, () => { throw new ToolError('This tool intentionally returns an error for testing') })
+
+  // tools-call-with-progress: 0, 50, 100 of 100, about 50 ms apart.
+  fastify.mcpTool({
+    name: 'test_tool_with_progress',
+    description: 'Reports progress three times',
+    inputSchema: NO_ARGUMENTS
+  }, async (_args, ctx) => {
+    for (const progress of [0, 50, 100]) {
+      if (progress > 0) await sleep(50, ctx.signal)
+      ctx.sendProgress(progress, 100)
+    }
+    return { content: [{ type: 'text', text: 'Progress reported: 0, 50, 100 of 100' }] }
+  })
+
+  // json-schema-2020-12 (SEP-1613): the input schema reaches the client as written.
+  fastify.mcpTool({
+    name: 'json_schema_2020_12_tool',
+    description: 'Tool with JSON Schema 2020-12 features',
+    inputSchema: {
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      type: 'object',
+      $defs: {
+        address: {
+          type: 'object',
+          properties: { street: { type: 'string' }, city: { type: 'string' } }
+        }
+      },
+      properties: {
+        name: { type: 'string' },
+        address: { $ref: '#/$defs/address' }
+      },
+      additionalProperties: false
+    }
+  }, args => ({ content: [{ type: 'text', text: `Received: ${JSON.stringify(args)}` }] }))
+}
+
+export default fp(conformanceFixture, { name: 'conformance-fixture', fastify: '5.x', dependencies: ['mcp'] })

@@ -1,0 +1,151 @@
+/**
+ * `npm run conformance`: runs every server scenario of
+ * @modelcontextprotocol/conformance against this server with the conformance
+ * fixture plugin, and compares the outcome with conformance/expected-failures.json.
+ *
+ * The server runs here, on the Node that runs npm (20+, the server's runtime);
+ * the suite needs Node 22+, so each scenario runs in a child process on the
+ * Node of the `node` dev dependency. Exits 0 when every scenario passed or
+ * failed as the file expects, 1 otherwise; stops by itself within the time limit.
+ *
+ * Options: scenario names to run only those; `--verbose` prints the suite's
+ * output of every scenario that did not pass; `--keep` keeps the results directory.
+ */
+import { spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { formatSummary, judge, parseExpectedFailures, parseScenarioList, type Check, type ScenarioResult } from './baseline.js'
+import { startConformanceServer } from './server.js'
+
+/** One scenario's time; the slowest (SSE polling) needs about 15 s when the server misbehaves. */
+const SCENARIO_TIMEOUT_MS = 60_000
+/** The whole run, server start and stop included. */
+const RUN_TIMEOUT_MS = 6 * 60_000
+/** Scenarios at once: they share the server, each in its own session. */
+const CONCURRENCY = 4
+
+// Compiled to dist/conformance/test/conformance/run.js; the repository is four levels up.
+const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../../..')
+const suiteNode = join(root, 'node_modules/node/bin/node')
+const suiteCli = join(root, 'node_modules/@modelcontextprotocol/conformance/dist/index.js')
+const expectedFile = join(root, 'conformance/expected-failures.json')
+
+interface Outcome { code: number | null, output: string, timedOut: boolean }
+
+/** Runs the suite's CLI on the suite's Node; the process group is killed at the timeout. */
+function runSuite (args: string[], timeoutMs: number): Promise<Outcome> {
+  return new Promise(resolve => {
+    const child = spawn(suiteNode, [suiteCli, ...args], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    const collect = (chunk: Buffer): void => { output += chunk.toString() }
+    child.stdout.on('data', collect)
+    child.stderr.on('data', collect)
+    let timedOut = false
+    const timer = setTimeout(() => {
+      timedOut = true
+      try { process.kill(-(child.pid as number), 'SIGKILL') } catch {}
+    }, timeoutMs)
+    child.on('error', err => { output += String(err) })
+    child.on('close', code => {
+      clearTimeout(timer)
+      resolve({ code, output, timedOut })
+    })
+  })
+}
+
+async function readChecks (dir: string): Promise<Check[] | undefined> {
+  // The suite writes <dir>/server-<scenario>-<timestamp>/checks.json.
+  const entries = existsSync(dir) ? await readdir(dir) : []
+  const run = entries.find(e => e.startsWith('server-'))
+  if (run === undefined) return undefined
+  try {
+    return JSON.parse(await readFile(join(dir, run, 'checks.json'), 'utf8')) as Check[]
+  } catch {
+    return undefined
+  }
+}
+
+async function runScenario (url: string, scenario: string, resultsDir: string): Promise<ScenarioResult & { output: string }> {
+  const dir = join(resultsDir, scenario)
+  const outcome = await runSuite(['server', '--url', url, '--scenario', scenario, '-o', dir], SCENARIO_TIMEOUT_MS)
+  const checks = await readChecks(dir)
+  if (checks !== undefined) return { scenario, checks, output: outcome.output }
+  const why = outcome.timedOut ? `no result within ${SCENARIO_TIMEOUT_MS / 1000} s` : `the suite wrote no result (exit code ${String(outcome.code)})`
+  return { scenario, checks: [{ id: 'runner', name: 'Runner', status: 'FAILURE', errorMessage: why }], output: outcome.output }
+}
+
+async function main (): Promise<number> {
+  const args = process.argv.slice(2)
+  const verbose = args.includes('--verbose')
+  const keep = args.includes('--keep')
+  const only = args.filter(a => !a.startsWith('--'))
+  for (const [file, what] of [[suiteNode, 'the Node 22 of the `node` dev dependency'], [suiteCli, '@modelcontextprotocol/conformance']] as const) {
+    if (!existsSync(file)) throw new Error(`conformance: ${what} is missing (${file}); run npm ci`)
+  }
+
+  const expected = parseExpectedFailures(await readFile(expectedFile, 'utf8'))
+  const listing = await runSuite(['list', '--server'], 30_000)
+  const suiteScenarios = parseScenarioList(listing.output)
+  if (suiteScenarios.length === 0) throw new Error(`conformance: the suite listed no server scenarios:\n${listing.output}`)
+  const unknown = only.filter(s => !suiteScenarios.includes(s))
+  if (unknown.length > 0) throw new Error(`conformance: unknown scenario ${unknown.join(', ')}; the suite has ${suiteScenarios.join(', ')}`)
+  const scenarios = only.length > 0 ? only : suiteScenarios
+
+  const version = await runSuite(['--version'], 30_000)
+  const nodeVersion = await new Promise<string>(resolve => {
+    const child = spawn(suiteNode, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    child.on('close', () => resolve(out.trim()))
+  })
+  const server = await startConformanceServer()
+  console.log(`conformance ${version.output.trim()} (suite on Node ${nodeVersion}, server on Node ${process.version}): ` +
+    `${scenarios.length} server scenarios against ${server.url} (proxy adding the bearer token to ${server.mcpUrl})`)
+  const resultsDir = await mkdtemp(join(tmpdir(), 'mcp-conformance-'))
+  const results: Array<ScenarioResult & { output: string }> = []
+  try {
+    const queue = [...scenarios]
+    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, async () => {
+      for (let scenario = queue.shift(); scenario !== undefined; scenario = queue.shift()) {
+        const started = Date.now()
+        const result = await runScenario(server.url, scenario, resultsDir)
+        results.push(result)
+        console.log(`  ${scenario} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+      }
+    }))
+  } finally {
+    await server.close()
+  }
+  // The suite's order, whatever order the scenarios finished in.
+  results.sort((a, b) => scenarios.indexOf(a.scenario) - scenarios.indexOf(b.scenario))
+  const judgement = judge(results, expected, suiteScenarios)
+  if (verbose) {
+    for (const r of results) {
+      const v = judgement.verdicts.find(x => x.scenario === r.scenario)
+      if (v?.verdict !== 'pass') console.log(`\n--- ${r.scenario}\n${r.output}`)
+    }
+  }
+  console.log(`\n${formatSummary(judgement)}`)
+  if (keep) console.log(`Results: ${resultsDir}`)
+  else await rm(resultsDir, { recursive: true, force: true })
+  return judgement.ok ? 0 : 1
+}
+
+const deadline = setTimeout(() => {
+  console.error(`conformance: the run took longer than ${RUN_TIMEOUT_MS / 60_000} minutes; stopped`)
+  process.exit(1)
+}, RUN_TIMEOUT_MS)
+deadline.unref()
+
+main().then(code => {
+  process.exitCode = code
+}, (err: Error) => {
+  console.error(err.message)
+  process.exitCode = 1
+}).finally(() => {
+  // Nothing of the server may keep the process alive past its verdict.
+  setTimeout(() => process.exit(), 2000).unref()
+})
