@@ -1,0 +1,126 @@
+import t, { type Test } from 'tap'
+import { inflateSync } from 'node:zlib'
+import { Client } from '@modelcontextprotocol/sdk/client/index.js'
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import { startConformanceServer, type ConformanceServer } from './server.js'
+import { startBearerProxy } from './bearer-proxy.js'
+import { onePixelPng, silentWav } from './fixture.js'
+
+/**
+ * The server `npm run conformance` runs: the fixture plugin loads next to the
+ * mcp and auth plugins, and answers, through the bearer proxy, what the
+ * suite's scenarios ask for. (The suite itself runs in `npm run conformance`.)
+ */
+
+async function connect (t: Test, server: ConformanceServer): Promise<Client> {
+  const client = new Client({ name: 'fixture-test', version: '1.0.0' }, { capabilities: { sampling: {}, elicitation: {} } })
+  await client.connect(new StreamableHTTPClientTransport(new URL(server.url)))
+  t.teardown(() => client.close())
+  return client
+}
+
+t.test('the conformance server: auth in front, the proxy adds the token, forged origins refused', async t => {
+  const server = await startConformanceServer()
+  t.teardown(() => server.close())
+  const init = {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } })
+  }
+  const direct = await fetch(server.mcpUrl, init)
+  t.equal(direct.status, 401, 'the endpoint itself wants a bearer token')
+  t.match(direct.headers.get('www-authenticate'), /^Bearer /)
+  const proxied = await fetch(server.url, init)
+  t.equal(proxied.status, 200, 'through the proxy, the token is there')
+  t.ok(proxied.headers.get('mcp-session-id'), 'a session')
+  await proxied.body?.cancel()
+  // dns-rebinding-protection sends a forged Host and Origin: the proxy passes them on as they are.
+  const forged = await fetch(server.url, { ...init, headers: { ...init.headers, origin: 'http://evil.example.com' } })
+  t.equal(forged.status, 403, 'a foreign origin is refused by the server, not hidden by the proxy')
+  await forged.body?.cancel()
+})
+
+t.test('the proxy answers 502 when the server is not there', async t => {
+  const proxy = await startBearerProxy('http://127.0.0.1:9/mcp', 'token')
+  t.teardown(() => proxy.close())
+  const res = await fetch(`${proxy.url}/mcp`, { method: 'POST', body: '{}' })
+  t.equal(res.status, 502)
+})
+
+t.test('the images and the recording are well-formed', async t => {
+  const png = onePixelPng()
+  t.same([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'PNG signature')
+  t.equal(png.readUInt32BE(16), 1, 'width 1')
+  t.equal(png.readUInt32BE(20), 1, 'height 1')
+  const idatLength = png.readUInt32BE(33)
+  t.equal(png.subarray(37, 41).toString('latin1'), 'IDAT')
+  t.same([...inflateSync(png.subarray(41, 41 + idatLength))], [0, 0xff, 0, 0], 'one red pixel')
+  t.equal(png.subarray(-8, -4).toString('latin1'), 'IEND')
+  const wav = silentWav()
+  t.equal(wav.subarray(0, 4).toString('latin1'), 'RIFF')
+  t.equal(wav.readUInt32LE(4), wav.length - 8, 'RIFF size')
+  t.equal(wav.subarray(8, 16).toString('latin1'), 'WAVEfmt ')
+  t.equal(wav.readUInt32LE(40), wav.length - 44, 'data size')
+})
+
+t.test('the fixture\'s tools answer as the scenarios expect', async t => {
+  const server = await startConformanceServer()
+  t.teardown(() => server.close())
+  const client = await connect(t, server)
+
+  const { tools } = await client.listTools()
+  const names = tools.map(tool => tool.name)
+  for (const name of ['test_simple_text', 'test_image_content', 'test_audio_content', 'test_embedded_resource',
+    'test_multiple_content_types', 'test_error_handling', 'test_tool_with_progress', 'json_schema_2020_12_tool']) {
+    t.ok(names.includes(name), name)
+  }
+  t.ok(tools.every(tool => typeof tool.description === 'string' && tool.description !== ''), 'every tool has a description (tools-list)')
+
+  const call = async (name: string, args?: Record<string, unknown>): Promise<CallToolResult> =>
+    await client.callTool({ name, ...(args !== undefined && { arguments: args }) }) as CallToolResult
+
+  t.same((await call('test_simple_text')).content, [{ type: 'text', text: 'This is a simple text response for testing.' }],
+    'called without arguments, as tools-call-simple-text does')
+  t.same((await call('test_image_content', {})).content, [{ type: 'image', data: onePixelPng().toString('base64'), mimeType: 'image/png' }])
+  t.same((await call('test_audio_content', {})).content, [{ type: 'audio', data: silentWav().toString('base64'), mimeType: 'audio/wav' }])
+  t.same((await call('test_embedded_resource', {})).content, [{
+    type: 'resource',
+    resource: { uri: 'test://embedded-resource', mimeType: 'text/plain', text: 'This is an embedded resource content.' }
+  }])
+  const mixed = await call('test_multiple_content_types', {})
+  t.same(mixed.content.map(c => c.type), ['text', 'image', 'resource'])
+  t.same(mixed.content[2], { type: 'resource', resource: { uri: 'test://mixed-content-resource', mimeType: 'application/json', text: '{"test":"data","value":123}' } })
+
+  const error = await call('test_error_handling', {})
+  t.equal(error.isError, true, 'an isError result, not a JSON-RPC error')
+  t.same(error.content, [{ type: 'text', text: 'This tool intentionally returns an error for testing' }])
+
+  const progress: Array<{ progress: number, total?: number }> = []
+  const started = Date.now()
+  await client.callTool({ name: 'test_tool_with_progress', arguments: {} }, undefined, {
+    onprogress: p => { progress.push({ progress: p.progress, total: p.total }) }
+  })
+  t.same(progress, [{ progress: 0, total: 100 }, { progress: 50, total: 100 }, { progress: 100, total: 100 }])
+  t.ok(Date.now() - started >= 90, 'about 50 ms between reports')
+
+  t.same((await call('json_schema_2020_12_tool', { name: 'Ada', address: { city: 'London' } })).content,
+    [{ type: 'text', text: 'Received: {"name":"Ada","address":{"city":"London"}}' }])
+  const refused = await call('json_schema_2020_12_tool', { name: 'Ada', extra: true })
+  t.equal(refused.isError, true, 'additionalProperties: false is enforced')
+})
+
+t.test('a cancelled progress call stops between its reports', async t => {
+  const server = await startConformanceServer()
+  t.teardown(() => server.close())
+  const client = await connect(t, server)
+  const controller = new AbortController()
+  const reports: number[] = []
+  const call = client.callTool({ name: 'test_tool_with_progress', arguments: {} }, undefined, {
+    signal: controller.signal,
+    onprogress: p => { reports.push(p.progress); controller.abort() }
+  })
+  await t.rejects(call, /abort/i)
+  await new Promise(resolve => setTimeout(resolve, 150))
+  t.same(reports, [0], 'no report after the cancellation')
+})
