@@ -12,6 +12,8 @@ COPY lib ./lib
 COPY plugins ./plugins
 COPY routes ./routes
 COPY tools ./tools
+COPY prompts ./prompts
+COPY resources ./resources
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
@@ -22,6 +24,8 @@ WORKDIR /app
 COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The symbol list behind completions and company-name lookup (lib/news/symbols.ts).
+COPY data/symbols.csv ./data/symbols.csv
 USER node
 EXPOSE 10000
 # Liveness only: /ready (signing keys, Redis) is for the orchestrator's readiness probe.

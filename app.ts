@@ -22,6 +22,11 @@ import marketNewsTool from './tools/market-news.js'
 import sentimentTrendTool from './tools/sentiment-trend.js'
 import newsMoversTool from './tools/news-movers.js'
 import compareNewsSentimentTool from './tools/compare-news-sentiment.js'
+import sentimentBriefPrompt from './prompts/sentiment-brief.js'
+import compareSentimentPrompt from './prompts/compare-sentiment.js'
+import methodologyResource from './resources/methodology.js'
+import topicsResource from './resources/topics.js'
+import newsSentimentResource from './resources/news-sentiment.js'
 
 // app.ts runs from the project root under tests and as dist/app.js in production.
 const projectRoot = new URL('.', import.meta.url).href.replace(/\/dist\/$/, '/')
@@ -80,7 +85,7 @@ export const options: FastifyHttpOptions<Server> = {
 
 /**
  * The root plugin: config first, then the building blocks with options taken
- * from the config, then routes and tools. No listen(): fastify-cli (or the
+ * from the config, then routes, tools, prompts and resources. No listen(): fastify-cli (or the
  * embedding app) owns the server.
  */
 export default async function app (fastify: FastifyInstance, opts: AppOptions): Promise<void> {
@@ -203,4 +208,9 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
   await fastify.register(sentimentTrendTool)
   await fastify.register(newsMoversTool)
   await fastify.register(compareNewsSentimentTool)
+  await fastify.register(sentimentBriefPrompt)
+  await fastify.register(compareSentimentPrompt)
+  await fastify.register(methodologyResource)
+  await fastify.register(topicsResource)
+  await fastify.register(newsSentimentResource)
 }

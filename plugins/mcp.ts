@@ -16,9 +16,15 @@ import { RedisSessionStore, type RedisLink } from '../lib/mcp/redis-session-stor
 import { MemoryEventStore, eventId, newStreamId, parseEventId, type EventStore } from '../lib/mcp/event-store.js'
 import { RedisEventStore } from '../lib/mcp/redis-event-store.js'
 import { mcpRequestChannel, mcpRequestMessage, sessionChannel, streamChannel } from '../lib/observability/channels.js'
+import { installFeatures } from '../lib/mcp/features.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
+export { RpcError, RpcFailure } from '../lib/mcp/protocol.js'
+export { ResourceNotFoundError, RESOURCE_NOT_FOUND } from '../lib/mcp/resources.js'
+export type { ResourceDefinition, ResourceReader, ResourceTemplateDefinition, ResourceTemplateReader, ReadResourceResult } from '../lib/mcp/resources.js'
+export type { PromptDefinition, PromptArgumentDefinition, PromptHandler, GetPromptResult } from '../lib/mcp/prompts.js'
+export type { CompletionFunction, CompletionAnswer, CompletionContext, McpRequestContext } from '../lib/mcp/completion.js'
 
 export interface McpPluginOptions {
   /**
@@ -110,6 +116,13 @@ export interface McpPluginOptions {
    * @error mcp: "listTools" must be "all" or "permitted"
    */
   listTools?: 'all' | 'permitted'
+  /**
+   * Items per page of prompts/list, resources/list and
+   * resources/templates/list; a longer list carries a `nextCursor`.
+   * @default 50
+   * @error mcp: "pageSize" must be a positive integer
+   */
+  pageSize?: number
 }
 
 const defaults = {
@@ -126,7 +139,8 @@ const defaults = {
   maxBatch: 20,
   maxBatchAnswerBytes: 4 * 1024 * 1024,
   resumeGraceMs: 2000,
-  listTools: 'all'
+  listTools: 'all',
+  pageSize: 50
 }
 
 /** Messages of one batch run at most this many at a time: a batch is one client's work, not a fan-out. */
@@ -310,7 +324,7 @@ function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
   if (opts.listTools !== undefined && opts.listTools !== 'all' && opts.listTools !== 'permitted') fail('"listTools" must be "all" or "permitted"')
-  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs'] as const) {
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs', 'pageSize'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
   }
@@ -325,6 +339,8 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
   const registry = new ToolRegistry()
   const protocol = new McpProtocol({ registry, serverInfo: opts.serverInfo, instructions: opts.instructions, listPermittedOnly: opts.listTools === 'permitted' })
+  // Prompts, resources, subscriptions and completion (issue 10): methods and decorators of their own.
+  const features = installFeatures(fastify, protocol, { pageSize: opts.pageSize, stateless: opts.stateless, redis: opts.redis, sessionIdleTtlMs: opts.sessionIdleTtlMs })
   /** Scopes the endpoint itself requires (the mcp-auth plugin's): a tool's challenge names them with its own. */
   const endpointScopes: readonly string[] = opts.auth ? fastify.requiredScopes : []
   /** Whether some tool needs scopes of its own (only with auth): until one does, calls skip the check. */
@@ -339,6 +355,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       session.stream?.end()
       if (sessionChannel.hasSubscribers) sessionChannel.publish({ event: 'closed', reason })
       events.endSession(session.id)
+      features.sessionEnded(session.id, reason)
       fastify.log.debug({ session: session.id.slice(0, 8), subject: session.subject, reason }, 'MCP session ended')
     }
   }

@@ -16,6 +16,9 @@ export const TOPICS = [
   'life_sciences', 'manufacturing', 'real_estate', 'retail_wholesale', 'technology'
 ] as const
 
+/** Time windows offered when completing a prompt's window (any relative time or ISO date the tools take works). */
+export const WINDOW_SUGGESTIONS = ['24h', '3d', '7d', '2w', '30d'] as const
+
 export const Topic = z.enum(TOPICS)
 export const Sort = z.enum(['LATEST', 'EARLIEST', 'RELEVANCE'])
 

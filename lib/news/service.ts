@@ -76,7 +76,15 @@ export interface QueryOptions {
    * principal where there is one (users and clients in separate namespaces, issue 8 point 8).
    */
   readonly auth?: { readonly subject: string, readonly principal?: string } | null
+  /**
+   * Where the caller hears of a retry of the upstream call it started (a tool
+   * context's MCP logger: the client sees it as notifications/message).
+   */
+  readonly mcpLog?: { readonly warning: (data: unknown, logger?: string) => void }
 }
+
+/** Told of every fresh answer this replica fetched and stored: its question and cache key. */
+export type StoredListener = (query: NewsQuery, key: string) => void
 
 /** "14:05:00 UTC": the time of the next try, in plain words. */
 function clockTime (ms: number): string {
@@ -126,6 +134,7 @@ export class NewsService {
   #openUntil = 0
   /** Cached feeds by family, so that a narrower question is cut out of a wider cached feed. */
   readonly #wide = new WideFeedIndex(1024)
+  readonly #storedListeners: StoredListener[] = []
 
   constructor (opts: NewsServiceOptions) {
     this.#opts = {
@@ -138,6 +147,19 @@ export class NewsService {
       quotaStore: new MemoryQuotaStore(),
       sleep: async ms => { await sleep(ms) },
       ...opts
+    }
+  }
+
+  /**
+   * Calls `listener` after each fresh answer this replica fetched from
+   * upstream is stored (not for cache hits, nor for answers another replica
+   * fetched); returns a function that stops it.
+   */
+  onStored (listener: StoredListener): () => void {
+    this.#storedListeners.push(listener)
+    return () => {
+      const at = this.#storedListeners.indexOf(listener)
+      if (at >= 0) this.#storedListeners.splice(at, 1)
     }
   }
 
@@ -237,7 +259,7 @@ export class NewsService {
     }
 
     try {
-      const fresh = await this.#shared(key, query, opts.signal, opts.auth?.principal ?? opts.auth?.subject)
+      const fresh = await this.#shared(key, query, opts.signal, opts.auth?.principal ?? opts.auth?.subject, opts.mcpLog)
       return this.#answer(key, fresh.value, fresh.storedAt, false, undefined)
     } catch (err) {
       // stale-if-error (RFC 5861 §4, in spirit): the last good answer beats no answer,
@@ -270,13 +292,20 @@ export class NewsService {
    * Only the caller that starts the call is charged; a caller's cancel stops
    * its wait, not the shared call.
    */
-  async #shared (key: string, query: NewsQuery, signal: AbortSignal | undefined, subject: string | undefined): Promise<CacheEntry<NewsFeed>> {
+  async #shared (key: string, query: NewsQuery, signal: AbortSignal | undefined, subject: string | undefined, mcpLog?: QueryOptions['mcpLog']): Promise<CacheEntry<NewsFeed>> {
     let running = this.#inflight.get(key)
     if (running === undefined) {
       const fetch = async (): Promise<CacheEntry<NewsFeed>> => {
-        const feed = await this.#fetchWithRetry(query, subject)
+        const feed = await this.#fetchWithRetry(query, subject, 0, mcpLog)
         const entry = { value: feed, storedAt: this.#opts.now(), bytes: feed.bytes }
         await this.#opts.cache.set(key, entry)
+        for (const listener of this.#storedListeners) {
+          try {
+            listener(query, key)
+          } catch (err) {
+            this.#opts.log?.error({ err }, 'news: a stored-answer listener failed')
+          }
+        }
         return entry
       }
       const { cache } = this.#opts
@@ -304,7 +333,7 @@ export class NewsService {
       return await wait
     } catch (err) {
       // The caller that started the call had used its share: that is no answer for someone else.
-      if (joined && err instanceof AlphaVantageError && err.subjectShare) return await this.#shared(key, query, signal, subject)
+      if (joined && err instanceof AlphaVantageError && err.subjectShare) return await this.#shared(key, query, signal, subject, mcpLog)
       throw err
     }
   }
@@ -347,7 +376,7 @@ export class NewsService {
     throw err
   }
 
-  async #fetchWithRetry (query: NewsQuery, subject: string | undefined, attempt = 0): Promise<NewsFeed> {
+  async #fetchWithRetry (query: NewsQuery, subject: string | undefined, attempt: number, mcpLog: QueryOptions['mcpLog']): Promise<NewsFeed> {
     const { quotaStore, now } = this.#opts
     this.#blockedUntil = await quotaStore.blockedUntil()
     if (now() < this.#blockedUntil) throw this.#dailyLimitReached(this.#blockedUntil)
@@ -380,9 +409,10 @@ export class NewsService {
         throw new AlphaVantageError('rate_limited', `Alpha Vantage's rate limit for this server's API key is reached; the next try is at ${clockTime((Math.floor(now() / MINUTE_MS) + 1) * MINUTE_MS)}.`)
       }
       if (err.retryable && attempt < this.#opts.retries && this.quota().state !== 'spent') {
+        mcpLog?.warning({ message: `Alpha Vantage failed (${err.message}); retrying (attempt ${attempt + 2} of ${this.#opts.retries + 1})` }, 'news')
         // Exponential backoff with full jitter.
         await this.#opts.sleep(Math.random() * this.#opts.retryBaseMs * 2 ** attempt)
-        return await this.#fetchWithRetry(query, subject, attempt + 1)
+        return await this.#fetchWithRetry(query, subject, attempt + 1, mcpLog)
       }
       // The upstream is broken (not just saying no): that is what the circuit counts.
       if (err.kind === 'unavailable' || err.kind === 'bad_response') this.#failed(err)
