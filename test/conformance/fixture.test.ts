@@ -110,6 +110,48 @@ t.test('the fixture\'s tools answer as the scenarios expect', async t => {
   t.equal(refused.isError, true, 'additionalProperties: false is enforced')
 })
 
+t.test('the fixture\'s resources, prompts and completions answer as the scenarios expect', async t => {
+  const server = await startConformanceServer()
+  t.teardown(() => server.close())
+  const client = await connect(t, server)
+
+  const { resources } = await client.listResources()
+  t.same(resources.map(r => r.uri), ['test://static-text', 'test://static-binary', 'test://watched-resource'])
+  t.ok(resources.every(r => r.name !== '' && r.description !== undefined), 'each with a name and a description')
+  t.same((await client.readResource({ uri: 'test://static-text' })).contents,
+    [{ uri: 'test://static-text', mimeType: 'text/plain', text: 'This is the content of the static text resource.' }])
+  t.same((await client.readResource({ uri: 'test://static-binary' })).contents,
+    [{ uri: 'test://static-binary', mimeType: 'image/png', blob: onePixelPng().toString('base64') }])
+  const { resourceTemplates } = await client.listResourceTemplates()
+  t.same(resourceTemplates.map(r => r.uriTemplate), ['test://template/{id}/data'])
+  t.same((await client.readResource({ uri: 'test://template/123/data' })).contents,
+    [{ uri: 'test://template/123/data', mimeType: 'application/json', text: '{"id":"123","templateTest":true,"data":"Data for ID: 123"}' }])
+  t.same(await client.subscribeResource({ uri: 'test://watched-resource' }), {})
+  t.same(await client.unsubscribeResource({ uri: 'test://watched-resource' }), {})
+
+  const { prompts } = await client.listPrompts()
+  t.same(prompts.map(p => p.name), ['test_simple_prompt', 'test_prompt_with_arguments', 'test_prompt_with_embedded_resource', 'test_prompt_with_image'])
+  t.ok(prompts.every(p => typeof p.description === 'string' && p.description !== ''), 'each with a description (prompts-list)')
+  t.same((await client.getPrompt({ name: 'test_simple_prompt' })).messages,
+    [{ role: 'user', content: { type: 'text', text: 'This is a simple prompt for testing.' } }])
+  t.same((await client.getPrompt({ name: 'test_prompt_with_arguments', arguments: { arg1: 'hello', arg2: 'world' } })).messages,
+    [{ role: 'user', content: { type: 'text', text: "Prompt with arguments: arg1='hello', arg2='world'" } }])
+  t.same((await client.getPrompt({ name: 'test_prompt_with_embedded_resource', arguments: { resourceUri: 'test://example-resource' } })).messages, [
+    { role: 'user', content: { type: 'resource', resource: { uri: 'test://example-resource', mimeType: 'text/plain', text: 'Embedded resource content for testing.' } } },
+    { role: 'user', content: { type: 'text', text: 'Please process the embedded resource above.' } }
+  ])
+  t.same((await client.getPrompt({ name: 'test_prompt_with_image' })).messages, [
+    { role: 'user', content: { type: 'image', data: onePixelPng().toString('base64'), mimeType: 'image/png' } },
+    { role: 'user', content: { type: 'text', text: 'Please analyze the image above.' } }
+  ])
+
+  const complete = async (value: string): Promise<string[]> =>
+    (await client.complete({ ref: { type: 'ref/prompt', name: 'test_prompt_with_arguments' }, argument: { name: 'arg1', value } })).completion.values
+  t.same(await complete('par'), ['paris', 'park', 'party'])
+  t.same(await complete('Test'), ['test', 'testing'], 'case does not matter')
+  t.same(await complete('zzz'), [], 'nothing to suggest is an empty list')
+})
+
 t.test('a cancelled progress call stops between its reports', async t => {
   const server = await startConformanceServer()
   t.teardown(() => server.close())

@@ -54,6 +54,8 @@ export function silentWav (): Buffer {
 const PNG = onePixelPng().toString('base64')
 const WAV = silentWav().toString('base64')
 const NO_ARGUMENTS = z.object({})
+/** What completion/complete suggests for arg1: the words starting with what was typed. */
+const ARG1_SUGGESTIONS = ['paris', 'park', 'party', 'test', 'testing']
 
 async function conformanceFixture (fastify: FastifyInstance): Promise<void> {
   // Scenario tools-call-simple-text (called without an `arguments` member at all).
@@ -149,6 +151,71 @@ async function conformanceFixture (fastify: FastifyInstance): Promise<void> {
       additionalProperties: false
     }
   }, args => ({ content: [{ type: 'text', text: `Received: ${JSON.stringify(args)}` }] }))
+
+  // Resources (resources-list, resources-read-text, resources-read-binary, resources-subscribe, resources-unsubscribe).
+  fastify.mcpResource({
+    uri: 'test://static-text',
+    name: 'static-text',
+    description: 'A fixed text resource',
+    mimeType: 'text/plain'
+  }, uri => ({ contents: [{ uri, mimeType: 'text/plain', text: 'This is the content of the static text resource.' }] }))
+  fastify.mcpResource({
+    uri: 'test://static-binary',
+    name: 'static-binary',
+    description: 'A fixed binary resource (a 1x1 PNG)',
+    mimeType: 'image/png'
+  }, uri => ({ contents: [{ uri, mimeType: 'image/png', blob: PNG }] }))
+  fastify.mcpResource({
+    uri: 'test://watched-resource',
+    name: 'watched-resource',
+    description: 'A resource clients subscribe to',
+    mimeType: 'text/plain'
+  }, uri => ({ contents: [{ uri, mimeType: 'text/plain', text: 'Watched resource content' }] }))
+
+  // resources-templates-read: the variable is substituted into the contents.
+  fastify.mcpResourceTemplate({
+    uriTemplate: 'test://template/{id}/data',
+    name: 'template-data',
+    description: 'Data for an ID',
+    mimeType: 'application/json'
+  }, (uri, { id }) => ({
+    contents: [{ uri, mimeType: 'application/json', text: JSON.stringify({ id, templateTest: true, data: `Data for ID: ${id}` }) }]
+  }))
+
+  // Prompts (prompts-list, prompts-get-*); completion-complete completes arg1 of test_prompt_with_arguments.
+  fastify.mcpPrompt({
+    name: 'test_simple_prompt',
+    description: 'A prompt without arguments'
+  }, () => ({ messages: [{ role: 'user', content: { type: 'text', text: 'This is a simple prompt for testing.' } }] }))
+  fastify.mcpPrompt({
+    name: 'test_prompt_with_arguments',
+    description: 'A prompt with two arguments',
+    arguments: [
+      { name: 'arg1', description: 'First test argument', required: true, complete: value => ARG1_SUGGESTIONS.filter(s => s.startsWith(value.toLowerCase())) },
+      { name: 'arg2', description: 'Second test argument', required: true }
+    ]
+  }, ({ arg1, arg2 }) => ({
+    messages: [{ role: 'user', content: { type: 'text', text: `Prompt with arguments: arg1='${arg1}', arg2='${arg2}'` } }]
+  }))
+  fastify.mcpPrompt({
+    name: 'test_prompt_with_embedded_resource',
+    description: 'A prompt embedding the resource it is given',
+    arguments: [{ name: 'resourceUri', description: 'URI of the resource to embed', required: true }]
+  }, ({ resourceUri }) => ({
+    messages: [
+      { role: 'user', content: { type: 'resource', resource: { uri: resourceUri, mimeType: 'text/plain', text: 'Embedded resource content for testing.' } } },
+      { role: 'user', content: { type: 'text', text: 'Please process the embedded resource above.' } }
+    ]
+  }))
+  fastify.mcpPrompt({
+    name: 'test_prompt_with_image',
+    description: 'A prompt with an image'
+  }, () => ({
+    messages: [
+      { role: 'user', content: { type: 'image', data: PNG, mimeType: 'image/png' } },
+      { role: 'user', content: { type: 'text', text: 'Please analyze the image above.' } }
+    ]
+  }))
 }
 
 export default fp(conformanceFixture, { name: 'conformance-fixture', fastify: '5.x', dependencies: ['mcp'] })
