@@ -16,15 +16,34 @@ import { RedisSessionStore, type RedisLink } from '../lib/mcp/redis-session-stor
 import { MemoryEventStore, eventId, newStreamId, parseEventId, type EventStore } from '../lib/mcp/event-store.js'
 import { RedisEventStore } from '../lib/mcp/redis-event-store.js'
 import { mcpRequestChannel, mcpRequestMessage, sessionChannel, streamChannel } from '../lib/observability/channels.js'
+import { LOGGING_LEVELS, PINO_FOR_LEVEL, loggingLevelIndex, logMessage, type LogSink, type LoggingLevel } from '../lib/mcp/logging.js'
+import {
+  ClientRequestError, MemoryClientRequestRouter, RedisClientRequestRouter, newClientRequestId,
+  type AnswerOutcome, type ClientAnswer, type ClientPeer, type ClientRequestMethod, type ClientRequestRouter, type PendingKind
+} from '../lib/mcp/client-requests.js'
+import { MemorySessionMessenger, RedisSessionMessenger, type SessionMessenger } from '../lib/mcp/session-messages.js'
 import { installFeatures } from '../lib/mcp/features.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
 export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
+export { ClientCapabilityError, ClientRequestError, ClientCapabilityBit } from '../lib/mcp/client-requests.js'
+export type {
+  ClientCapabilities, ClientRequestOptions, ClientRequestFailure, CreateMessageParams, CreateMessageResult, ElicitParams, ElicitResult
+} from '../lib/mcp/client-requests.js'
+export { LOGGING_LEVELS } from '../lib/mcp/logging.js'
+export type { McpLogger, LoggingLevel } from '../lib/mcp/logging.js'
+export type { DispatchScope, MethodHandler } from '../lib/mcp/protocol.js'
 export { RpcError, RpcFailure } from '../lib/mcp/protocol.js'
 export { ResourceNotFoundError, RESOURCE_NOT_FOUND } from '../lib/mcp/resources.js'
 export type { ResourceDefinition, ResourceReader, ResourceTemplateDefinition, ResourceTemplateReader, ReadResourceResult } from '../lib/mcp/resources.js'
 export type { PromptDefinition, PromptArgumentDefinition, PromptHandler, GetPromptResult } from '../lib/mcp/prompts.js'
 export type { CompletionFunction, CompletionAnswer, CompletionContext, McpRequestContext } from '../lib/mcp/completion.js'
+
+/** A notification from server to client outside any request (list_changed, resource updates, log messages). */
+export interface McpNotification {
+  method: string
+  params?: Record<string, unknown>
+}
 
 export interface McpPluginOptions {
   /**
@@ -117,6 +136,28 @@ export interface McpPluginOptions {
    */
   listTools?: 'all' | 'permitted'
   /**
+   * MCP log messages at or above this level reach a client that never sent
+   * logging/setLevel (the spec leaves the default to the server).
+   * @default 'info'
+   * @error mcp: "defaultLogLevel" must be an MCP logging level (debug … emergency)
+   */
+  defaultLogLevel?: LoggingLevel
+  /**
+   * How long a tool waits for the client's answer to an elicitation or
+   * sampling request before it fails with a timeout (a tool may pass its own).
+   * @default 300000
+   * @error mcp: "clientRequestTimeoutMs" must be a positive integer
+   */
+  clientRequestTimeoutMs?: number
+  /**
+   * The `retry` field of the priming event of a call's SSE stream: how long a
+   * client of 2025-11-25 or later waits before it reconnects with GET and
+   * Last-Event-ID (transports "Resumability and Redelivery").
+   * @default 1000
+   * @error mcp: "sseRetryMs" must be a positive integer
+   */
+  sseRetryMs?: number
+  /**
    * Items per page of prompts/list, resources/list and
    * resources/templates/list; a longer list carries a `nextCursor`.
    * @default 50
@@ -140,6 +181,9 @@ const defaults = {
   maxBatchAnswerBytes: 4 * 1024 * 1024,
   resumeGraceMs: 2000,
   listTools: 'all',
+  defaultLogLevel: 'info' as LoggingLevel,
+  clientRequestTimeoutMs: 300_000,
+  sseRetryMs: 1000,
   pageSize: 50
 }
 
@@ -153,6 +197,19 @@ declare module 'fastify' {
     mcpSessions: SessionStore
     /** The registered tools as tools/list describes them (read-only: for documentation pages and the like). */
     mcpToolList: () => ReadonlyArray<ToolListEntry>
+    /**
+     * Sends a notification on the session's standalone GET stream, on
+     * whichever replica holds it; dropped when the session has none.
+     */
+    mcpNotify: (sessionId: string, notification: McpNotification) => void
+    /** Sends a notification to every session of the deployment that holds a GET stream (list_changed and the like). */
+    mcpBroadcast: (notification: McpNotification) => void
+    /**
+     * MCP logging outside a tool call: `notifications/message` on the
+     * session's GET stream when `level` is at or above the session's level
+     * (and to pino). Inside a call, use the tool context's `mcpLog`.
+     */
+    mcpLog: (sessionId: string, level: LoggingLevel, data: unknown, logger?: string) => void
   }
 }
 
@@ -163,6 +220,8 @@ const INVALID_IN_BATCH = JSON.stringify(rpcError(null, RpcError.InvalidRequest, 
 /* c8 ignore next -- for promises that settle without rejecting: there is nothing to do */
 const ignore = (): void => {}
 const NEVER_ABORTED = new AbortController().signal
+/** An answer POSTed without a session (stateless): no request of this server can await it. */
+const NO_SESSION_ANSWER: AnswerOutcome = { accepted: false, code: RpcError.InvalidRequest, message: 'Invalid Request: this server sends requests only within a session; no request awaits this response' }
 const SSE_HEADERS = {
   'content-type': 'text/event-stream',
   'cache-control': 'no-cache, no-transform',
@@ -184,9 +243,14 @@ function sseEventWithId (id: string, data: string): string {
   return `id: ${id}\nevent: message\ndata: ${data}\n\n`
 }
 
-/** An id and no data: the client learns where to resume from before anything else comes (2025-11-25 transports). */
-function primingEvent (streamId: string): string {
-  return `id: ${eventId(streamId, 0)}\ndata: \n\n`
+/**
+ * An id and no data: the client learns where to resume from before anything
+ * else comes; for 2025-11-25 clients with `retry`, how long to wait before
+ * reconnecting when the server closes the stream (2025-11-25 transports
+ * "Sending Messages to the Server", "Resumability and Redelivery").
+ */
+function primingEvent (streamId: string, retryMs: number | undefined): string {
+  return retryMs === undefined ? `id: ${eventId(streamId, 0)}\ndata: \n\n` : `id: ${eventId(streamId, 0)}\nretry: ${retryMs}\ndata: \n\n`
 }
 
 /**
@@ -253,8 +317,10 @@ class RunningCall {
  * map of its own, made in the old generation and pointing at the closure, so
  * each request's objects would survive until the next mark-compact (issue 15).
  */
-class CallScope implements DispatchScope {
+class CallScope implements DispatchScope, LogSink, ClientPeer {
   stream: ServerResponse | undefined
+  /** The server ended the stream on purpose (closeStream): the client polls with GET; events are only stored. */
+  detached = false
   /** In a session the streamed answer is resumable: every event has an id and is stored. */
   streamId: string | undefined
   seq = 0
@@ -277,27 +343,73 @@ class CallScope implements DispatchScope {
     return this.call.signal
   }
 
+  /** Log messages of this call go on its answer stream (LogSink). */
+  get logSink (): LogSink {
+    return this
+  }
+
+  /** Requests to the client need a session: its answer comes back as a POST of that session. */
+  get peer (): ClientPeer | undefined {
+    return this.session === undefined ? undefined : this
+  }
+
+  get logLevel (): number {
+    return this.session?.logLevel ?? this.transport.defaultLogLevel
+  }
+
+  get clientCapabilityBits (): number {
+    return (this.session as McpSession).clientCapabilities
+  }
+
+  send (notification: JsonRpcNotification): void {
+    this.notify(notification)
+  }
+
   notify (notification: JsonRpcNotification): void {
     if (this.answered || this.call.aborted) return
-    let stream = this.stream
-    if (stream === undefined) {
-      stream = this.stream = this.transport.openSse(this.reply)
-      const session = this.session
-      if (session !== undefined) {
-        const streamId = this.streamId = newStreamId()
-        const call = this.call
-        call.resumable = true
-        stream.write(primingEvent(streamId))
-        stream.once('close', () => { if (!this.answered) this.transport.graceBeforeCancel(session, streamId, call) })
-      }
-    }
+    this.emit(notification)
+  }
+
+  /** Writes a message on the answer stream, opening it (and storing the message, when resumable). */
+  emit (message: JsonRpcNotification | JsonRpcRequest): void {
+    const stream = this.stream ?? this.#open()
     if (this.streamId === undefined) {
-      stream.write(sseEvent(notification))
+      stream.write(sseEvent(message))
       return
     }
-    const data = JSON.stringify(notification)
+    const data = JSON.stringify(message)
     this.transport.events.append((this.session as McpSession).id, this.streamId, { seq: ++this.seq, data, final: false })
-    if (!stream.destroyed) stream.write(sseEventWithId(eventId(this.streamId, this.seq), data))
+    if (!stream.writableEnded && !stream.destroyed) stream.write(sseEventWithId(eventId(this.streamId, this.seq), data))
+  }
+
+  #open (): ServerResponse {
+    const stream = this.stream = this.transport.openSse(this.reply)
+    const session = this.session
+    if (session !== undefined) {
+      const streamId = this.streamId = newStreamId()
+      const call = this.call
+      call.resumable = true
+      stream.write(primingEvent(streamId, this.protocolVersion >= '2025-11-25' ? this.transport.sseRetryMs : undefined))
+      stream.once('close', () => { if (!this.answered && !this.detached) this.transport.graceBeforeCancel(session, streamId, call) })
+    }
+    return stream
+  }
+
+  request (method: ClientRequestMethod, params: Record<string, unknown>, timeoutMs: number | undefined): Promise<Record<string, unknown>> {
+    return this.transport.requestClient(this, method, params, timeoutMs)
+  }
+
+  /**
+   * MCP 2025-11-25 transports "Sending Messages to the Server": the server
+   * MAY close the SSE stream before the response; the client then polls with
+   * GET and Last-Event-ID. Only where that works: in a session (resumable
+   * streams), for clients that know the priming event's retry.
+   */
+  closeStream (): void {
+    if (this.session === undefined || this.protocolVersion < '2025-11-25' || this.answered || this.detached) return
+    const stream = this.stream ?? this.#open()
+    this.detached = true
+    stream.end()
   }
 
   /** Ends a streamed answer with the response, its last event (stored too, when resumable). */
@@ -309,7 +421,7 @@ class CallScope implements DispatchScope {
     }
     const data = JSON.stringify(response)
     this.transport.events.append((this.session as McpSession).id, this.streamId, { seq: ++this.seq, data, final: true })
-    stream.end(sseEventWithId(eventId(this.streamId, this.seq), data))
+    if (!stream.writableEnded) stream.end(sseEventWithId(eventId(this.streamId, this.seq), data))
   }
 }
 
@@ -318,13 +430,17 @@ interface CallTransport {
   openSse: (reply: FastifyReply) => ServerResponse
   events: EventStore
   graceBeforeCancel: (session: McpSession, streamId: string, call: RunningCall) => void
+  requestClient: (scope: CallScope, method: ClientRequestMethod, params: Record<string, unknown>, timeoutMs: number | undefined) => Promise<Record<string, unknown>>
+  defaultLogLevel: number
+  sseRetryMs: number
 }
 
 function validateOptions (opts: McpPluginOptions): void {
   const fail = (what: string): never => { throw new Error(`mcp: ${what}`) }
   if (opts.path !== undefined && !opts.path.startsWith('/')) fail('"path" must start with /')
   if (opts.listTools !== undefined && opts.listTools !== 'all' && opts.listTools !== 'permitted') fail('"listTools" must be "all" or "permitted"')
-  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs', 'pageSize'] as const) {
+  if (opts.defaultLogLevel !== undefined && loggingLevelIndex(opts.defaultLogLevel) === undefined) fail(`"defaultLogLevel" must be an MCP logging level (${LOGGING_LEVELS.join(', ')})`)
+  for (const key of ['sessionIdleTtlMs', 'maxSessions', 'maxSessionsPerSubject', 'bodyLimit', 'keepAliveMs', 'maxBatch', 'maxBatchAnswerBytes', 'resumeGraceMs', 'clientRequestTimeoutMs', 'sseRetryMs', 'pageSize'] as const) {
     const value = opts[key]
     if (value !== undefined && (!Number.isInteger(value) || value <= 0)) fail(`"${key}" must be a positive integer`)
   }
@@ -366,7 +482,15 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
       onError: (err) => fastify.log.warn({ err: { message: err.message } }, 'MCP event store write failed')
     })
     : new MemoryEventStore()
-  const callTransport: CallTransport = { openSse, events, graceBeforeCancel }
+  const callTransport: CallTransport = {
+    openSse, events, graceBeforeCancel, requestClient, defaultLogLevel: loggingLevelIndex(opts.defaultLogLevel) as number, sseRetryMs: opts.sseRetryMs
+  }
+  const clientRequests: ClientRequestRouter = opts.redis !== undefined ? new RedisClientRequestRouter(opts.redis) : new MemoryClientRequestRouter()
+  const messenger: SessionMessenger = opts.redis !== undefined
+    ? new RedisSessionMessenger(opts.redis, deliverLocally, deliverToAll,
+      /* c8 ignore next -- Redis failing on a publish (timing): the notification is dropped, as for a session without a stream */
+      (err) => fastify.log.warn({ err: { message: err.message } }, 'MCP notification not published'))
+    : new MemorySessionMessenger(deliverLocally, deliverToAll)
   /** Streams resumed with Last-Event-ID, ended at shutdown like the standalone ones. */
   const resumedStreams = new Set<ServerResponse>()
   const sessions: SessionStore = opts.redis !== undefined
@@ -620,7 +744,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     if (!opts.stateless) {
       let session: McpSession
       try {
-        const created = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo)
+        const created = sessions.create(subjectOf(request), init.protocolVersion, init.clientInfo, init.clientCapabilities)
         session = created instanceof Promise ? await created : created
       } catch (err) {
         if (err instanceof SessionStoreUnavailableError) {
@@ -767,9 +891,105 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
         await reply.code(202).send()
         return
       default:
-        // A response: this server sends no requests, so there is nothing to match it to.
-        await reply.code(202).send()
+        await clientAnswer(reply, body as ClientAnswer, session)
     }
+  }
+
+  /**
+   * A client's answer to a request this server sent (elicitation, sampling).
+   * MCP transports "Sending Messages to the Server": 202 when the server
+   * accepts it; an HTTP error (400) when it cannot: an answer to no request
+   * of this session (never sent, another session's, already answered), or a
+   * malformed one. The waiting tool is on this replica or another.
+   */
+  async function clientAnswer (reply: FastifyReply, answer: ClientAnswer, session: McpSession | undefined): Promise<void> {
+    let outcome: AnswerOutcome
+    try {
+      const judged = session === undefined ? NO_SESSION_ANSWER : clientRequests.answer(session.id, answer)
+      outcome = judged instanceof Promise ? await judged : judged
+    } catch (err) {
+      reply.log.warn({ err: { message: (err as Error).message } }, 'MCP client answer could not be routed')
+      reply.header('retry-after', '5')
+      refuse(reply, 503, RpcError.ServerError, 'Service Unavailable: shared storage is unavailable; send the answer again shortly')
+      return
+    }
+    if (outcome.accepted) {
+      await reply.code(202).send()
+      return
+    }
+    refuse(reply, 400, outcome.code, outcome.message)
+  }
+
+  /**
+   * Sends a request to the client on the call's stream and waits for its
+   * answer, or a timeout, the call's cancellation or the session's end
+   * (MCP client "Elicitation", "Sampling"; utilities "Cancellation").
+   */
+  async function requestClient (scope: CallScope, method: ClientRequestMethod, params: Record<string, unknown>, timeoutMs: number | undefined): Promise<Record<string, unknown>> {
+    const session = scope.session as McpSession
+    const call = scope.call
+    if (scope.answered || call.aborted) throw new ClientRequestError('cancelled', `The call ended before ${method} could be sent.`)
+    const timeout = timeoutMs ?? opts.clientRequestTimeoutMs
+    if (!Number.isInteger(timeout) || timeout <= 0) throw new TypeError('mcp: timeoutMs must be a positive integer')
+    const kind: PendingKind = method === 'elicitation/create'
+      ? (params.mode === 'url' ? 'elicit-url' : 'elicit-form')
+      : (params.tools !== undefined ? 'sample-tools' : 'sample')
+    const id = newClientRequestId()
+    let resolve!: (result: Record<string, unknown>) => void
+    let reject!: (err: ClientRequestError) => void
+    const answered = new Promise<Record<string, unknown>>((_resolve, _reject) => { resolve = _resolve; reject = _reject })
+    await clientRequests.expect(id, session.id, kind, timeout, { resolve, reject })
+    const stop = (err: ClientRequestError): void => {
+      if (!clientRequests.forget(id)) return
+      reject(err)
+      // MCP utilities "Cancellation": the client learns that the request is void (not after the session's end: nobody listens).
+      if (err.reason !== 'session-ended' && scope.stream !== undefined && !scope.answered) {
+        scope.emit({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: err.message } })
+      }
+    }
+    const timer = setTimeout(() => stop(new ClientRequestError('timeout', `The client did not answer ${method} within ${timeout} ms.`)), timeout)
+    const signal = call.signal
+    const onAbort = (): void => {
+      const ended = sessions.get(session.id) !== session
+      stop(ended
+        ? new ClientRequestError('session-ended', `The session ended before the client answered ${method}.`)
+        : new ClientRequestError('cancelled', `The call was cancelled before the client answered ${method}.`))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      if (signal.aborted) onAbort()
+      else scope.emit({ jsonrpc: '2.0', id, method, params })
+      return await answered
+    } finally {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** Writes on a session's standalone GET stream if this replica holds it (see SessionMessenger). */
+  function deliverLocally (sessionId: string, data: string, logLevel: number | undefined): boolean {
+    const session = sessions.get(sessionId)
+    const stream = session?.stream
+    if (stream === undefined) return false
+    if (logLevel === undefined || logLevel >= ((session as McpSession).logLevel ?? callTransport.defaultLogLevel)) {
+      stream.write(`event: message\ndata: ${data}\n\n`)
+    }
+    return true
+  }
+
+  function deliverToAll (data: string): void {
+    const event = `event: message\ndata: ${data}\n\n`
+    for (const session of sessions.values()) session.stream?.write(event)
+  }
+
+  function notificationJson (notification: McpNotification): string {
+    if (notification === null || typeof notification !== 'object' || typeof notification.method !== 'string' || !notification.method.startsWith('notifications/')) {
+      throw new TypeError('mcp: a notification needs a method starting with notifications/')
+    }
+    if (notification.params !== undefined && (notification.params === null || typeof notification.params !== 'object' || Array.isArray(notification.params))) {
+      throw new TypeError('mcp: a notification\'s params must be an object')
+    }
+    return JSON.stringify({ jsonrpc: '2.0', method: notification.method, ...(notification.params !== undefined && { params: notification.params }) })
   }
 
   /** MCP transports "Listening for Messages from the Server": one standalone SSE stream per session. */
@@ -835,6 +1055,37 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   fastify.addHook('onClose', async () => {
     await sessions.close()
     events.close()
+    clientRequests.close()
+    messenger.close()
+  })
+
+  // MCP server utilities "Logging": the level is the session's, kept by the store (so every replica knows it).
+  protocol.setCapability('logging', {})
+  protocol.setMethod('logging/setLevel', async (params, scope) => {
+    const level = loggingLevelIndex(params?.level)
+    if (level === undefined) throw new RpcFailure(RpcError.InvalidParams, `Invalid params: level must be one of ${LOGGING_LEVELS.join(', ')}`)
+    // Stateless: no session keeps it; each request's messages follow defaultLogLevel.
+    if (scope.sessionId === undefined) return {}
+    try {
+      await sessions.setLogLevel(scope.sessionId, level)
+    } catch (err) {
+      scope.log.warn({ err: { message: (err as Error).message } }, 'MCP log level not stored')
+      throw new RpcFailure(RpcError.InternalError, 'Internal error: the level could not be stored; retry shortly')
+    }
+    return {}
+  })
+
+  fastify.decorate('mcpNotify', function mcpNotify (sessionId: string, notification: McpNotification) {
+    messenger.notify(sessionId, notificationJson(notification))
+  })
+  fastify.decorate('mcpBroadcast', function mcpBroadcast (notification: McpNotification) {
+    messenger.broadcast(notificationJson(notification))
+  })
+  fastify.decorate('mcpLog', function mcpLog (sessionId: string, level: LoggingLevel, data: unknown, logger?: string) {
+    const index = loggingLevelIndex(level)
+    if (index === undefined) throw new TypeError(`mcp: ${JSON.stringify(level)} is not an MCP logging level (${LOGGING_LEVELS.join(', ')})`)
+    fastify.log[PINO_FOR_LEVEL[index] as 'info']({ session: sessionId.slice(0, 8), mcpLog: { level, ...(logger !== undefined && { logger }) }, data }, 'session log')
+    messenger.notify(sessionId, JSON.stringify(logMessage(level, data, logger)), index)
   })
 
   fastify.decorate('mcpSessions', sessions)

@@ -31,12 +31,6 @@ declare module 'fastify' {
   }
 }
 
-/** What the features need of the transport's notification decorators (issue 10, helper A's plugins/mcp.ts). */
-interface Messaging {
-  mcpNotify: (sessionId: string, notification: { method: string, params?: Record<string, unknown> }) => void
-  mcpBroadcast: (notification: { method: string, params?: Record<string, unknown> }) => void
-}
-
 export interface McpFeaturesOptions {
   /** Items per page of prompts/list, resources/list and resources/templates/list. */
   pageSize: number
@@ -80,13 +74,12 @@ export function installFeatures (fastify: FastifyInstance, protocol: McpProtocol
       onError: err => fastify.log.warn({ err: { message: err.message } }, 'MCP subscriptions of an ended session not removed')
     })
     : new MemorySubscriptionStore()
-  const messaging = fastify as unknown as Messaging
   const { pageSize } = opts
 
   // A registration after the server is ready changes the lists clients hold (MCP prompts and resources "List Changed Notification").
   let ready = false
   fastify.addHook('onReady', async () => { ready = true })
-  const listChanged = (method: string): void => { if (ready) messaging.mcpBroadcast({ method }) }
+  const listChanged = (method: string): void => { if (ready) fastify.mcpBroadcast({ method }) }
 
   protocol.setCapability('prompts', { listChanged: true })
   protocol.setCapability('resources', { subscribe: !opts.stateless, listChanged: true })
@@ -177,7 +170,7 @@ export function installFeatures (fastify: FastifyInstance, protocol: McpProtocol
     try {
       const sessions = await subscriptions.subscribers(uri)
       // MCP resources "Subscriptions": notifications/resources/updated carries the URI (2025-06-18 adds no other field but title).
-      for (const sessionId of sessions) messaging.mcpNotify(sessionId, { method: 'notifications/resources/updated', params: { uri } })
+      for (const sessionId of sessions) fastify.mcpNotify(sessionId, { method: 'notifications/resources/updated', params: { uri } })
     } catch (err) {
       fastify.log.warn({ err: { message: (err as Error).message } }, 'MCP resource update not delivered')
     }

@@ -2,6 +2,12 @@ import type { FastifyBaseLogger } from 'fastify'
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js'
 import type { AuthContext } from '../auth/access-token-verifier.js'
 import { ToolError, type CallToolResult, type ToolContext, type ToolRegistry } from './tools.js'
+import { SessionLogger, type LogSink, type McpLogger } from './logging.js'
+import {
+  ClientCapabilityBit, ClientCapabilityError, clientCapabilitiesOf, clientCapabilityBits,
+  type ClientCapabilities, type ClientPeer, type ClientRequestOptions, type CreateMessageParams, type CreateMessageResult,
+  type ElicitParams, type ElicitResult
+} from './client-requests.js'
 import { toolCallChannel, type ToolCallMessage } from '../observability/channels.js'
 
 /** JSON-RPC 2.0 error codes (JSON-RPC §5.1) and the MCP ones. */
@@ -90,6 +96,10 @@ export interface DispatchScope {
   signal: AbortSignal
   /** Present when the answer can stream: sends a notification before the response. */
   notify: ((notification: JsonRpcNotification) => void) | undefined
+  /** Where MCP log messages of this request go, besides pino (absent: pino only). */
+  logSink?: LogSink | undefined
+  /** The session's client, for requests from server to client (absent outside a session's tools/call). */
+  peer?: ClientPeer | undefined
 }
 
 /**
@@ -153,6 +163,7 @@ class ToolCallContext implements ToolContext {
   readonly sessionId: string | undefined
   readonly log: FastifyBaseLogger
   readonly sendProgress: ToolContext['sendProgress']
+  #mcpLog: McpLogger | undefined
 
   constructor (private readonly scope: DispatchScope, progressToken: string | number | undefined) {
     this.auth = scope.auth
@@ -171,6 +182,40 @@ class ToolCallContext implements ToolContext {
   /** Read through: the transport makes the signal only if the tool asks for it. */
   get signal (): AbortSignal {
     return this.scope.signal
+  }
+
+  /** Made on first use: most calls never log to the client. */
+  get mcpLog (): McpLogger {
+    this.#mcpLog ??= new SessionLogger(this.log, this.scope.logSink)
+    return this.#mcpLog
+  }
+
+  get clientCapabilities (): ClientCapabilities | undefined {
+    const peer = this.scope.peer
+    return peer === undefined ? undefined : clientCapabilitiesOf(peer.clientCapabilityBits)
+  }
+
+  async elicit (params: ElicitParams, options?: ClientRequestOptions): Promise<ElicitResult> {
+    // MCP 2025-11-25 client "Elicitation": mode defaults to form; each mode needs its own capability.
+    const url = (params as { mode?: unknown }).mode === 'url'
+    this.#needs(url ? ClientCapabilityBit.ElicitationUrl : ClientCapabilityBit.ElicitationForm, url ? 'URL-mode elicitation' : 'elicitation')
+    return await (this.scope.peer as ClientPeer).request('elicitation/create', params as Record<string, unknown>, options?.timeoutMs) as ElicitResult
+  }
+
+  async createMessage (params: CreateMessageParams, options?: ClientRequestOptions): Promise<CreateMessageResult> {
+    this.#needs(ClientCapabilityBit.Sampling, 'sampling')
+    // MCP 2025-11-25 client "Sampling": tools in a request need the client's sampling.tools capability.
+    if (params.tools !== undefined || params.toolChoice !== undefined) this.#needs(ClientCapabilityBit.SamplingTools, 'tool use in sampling')
+    return await (this.scope.peer as ClientPeer).request('sampling/createMessage', params as Record<string, unknown>, options?.timeoutMs) as CreateMessageResult
+  }
+
+  closeSseStream (): void {
+    this.scope.peer?.closeStream()
+  }
+
+  #needs (bit: number, what: string): void {
+    const peer = this.scope.peer
+    if (peer === undefined || (peer.clientCapabilityBits & bit) === 0) throw new ClientCapabilityError(what)
   }
 }
 
@@ -209,7 +254,13 @@ export class McpProtocol {
   }
 
   /** MCP lifecycle "Version Negotiation": the client's version if we speak it, else our latest. */
-  initialize (params: Record<string, unknown> | undefined): { protocolVersion: string, clientInfo: { name?: string, version?: string } | undefined, result: Record<string, unknown> } {
+  initialize (params: Record<string, unknown> | undefined): {
+    protocolVersion: string
+    clientInfo: { name?: string, version?: string } | undefined
+    /** What the client declared, as bits (ClientCapabilityBit): all a session keeps of it. */
+    clientCapabilities: number
+    result: Record<string, unknown>
+  } {
     const requested = params?.protocolVersion
     if (typeof requested !== 'string') throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: initialize needs a protocolVersion string')
     if (params?.capabilities !== undefined && !isObject(params.capabilities)) throw new RpcFailure(RpcError.InvalidParams, 'Invalid params: capabilities must be an object')
@@ -218,6 +269,7 @@ export class McpProtocol {
     return {
       protocolVersion,
       clientInfo,
+      clientCapabilities: clientCapabilityBits(params?.capabilities),
       result: {
         protocolVersion,
         capabilities: this.#capabilities,

@@ -51,7 +51,7 @@ if redis.call('ZCARD', mine) >= tonumber(ARGV[7]) then
 end
 if redis.call('ZCARD', all) >= tonumber(ARGV[8]) then return {0, evicted} end
 local key = p .. 'session:' .. id
-redis.call('HSET', key, 'owner', owner, 'pv', ARGV[4], 'ci', ARGV[5], 'created', now, 'used', now)
+redis.call('HSET', key, 'owner', owner, 'pv', ARGV[4], 'ci', ARGV[5], 'cc', ARGV[9], 'created', now, 'used', now)
 redis.call('PEXPIRE', key, ttl)
 redis.call('ZADD', all, now, id)
 redis.call('PEXPIRE', all, ttl)
@@ -62,7 +62,7 @@ return {1, evicted, now}
 // 0: another owner's session (left untouched); nil: no such session.
 const USE = NOW + `local id, owner, ttl = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local key = p .. 'session:' .. id
-local s = redis.call('HMGET', key, 'owner', 'pv', 'ci', 'created')
+local s = redis.call('HMGET', key, 'owner', 'pv', 'ci', 'created', 'cc', 'll')
 if not s[1] then return nil end
 if s[1] ~= owner then return 0 end
 local mine = p .. 'owner:' .. redis.sha1hex(owner)
@@ -72,7 +72,13 @@ redis.call('ZADD', all, 'XX', now, id)
 redis.call('PEXPIRE', all, ttl)
 redis.call('ZADD', mine, 'XX', now, id)
 redis.call('PEXPIRE', mine, ttl)
-return {s[2], s[3], s[4]}
+return {s[2], s[3], s[4], s[5] or '0', s[6] or ''}
+`
+// The level is kept with the session and published, so that every replica's copy follows at once.
+const SET_LEVEL = `if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'll', ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3] .. ' ' .. ARGV[1])
+return 1
 `
 const END = NOW + `local id = ARGV[2]
 local key = p .. 'session:' .. id
@@ -87,8 +93,9 @@ return 1
 
 interface SessionCommands {
   mcpSessionCreate: (...args: Array<string | number>) => Promise<[0 | 1, string, number?]>
-  mcpSessionUse: (...args: Array<string | number>) => Promise<[string, string, string] | 0 | null>
+  mcpSessionUse: (...args: Array<string | number>) => Promise<[string, string, string, string, string] | 0 | null>
   mcpSessionEnd: (...args: string[]) => Promise<0 | 1>
+  mcpSessionSetLevel: (key: string, level: number, channel: string, id: string) => Promise<0 | 1>
 }
 
 interface Cached {
@@ -127,6 +134,7 @@ export class RedisSessionStore implements SessionStore {
   readonly #cache = new Map<string, Cached>()
   readonly #endedChannel: string
   readonly #cancelChannel: string
+  readonly #levelChannel: string
   /** How long before the known expiry a copy stops being trusted (clock drift, command latency). */
   readonly #margin: number
   #listening = false
@@ -154,9 +162,11 @@ export class RedisSessionStore implements SessionStore {
     client.defineCommand('mcpSessionCreate', { numberOfKeys: 0, lua: CREATE })
     client.defineCommand('mcpSessionUse', { numberOfKeys: 0, lua: USE })
     client.defineCommand('mcpSessionEnd', { numberOfKeys: 0, lua: END })
+    client.defineCommand('mcpSessionSetLevel', { numberOfKeys: 1, lua: SET_LEVEL })
     this.#commands = client as unknown as SessionCommands
     this.#endedChannel = `${link.prefix}sessions:ended`
     this.#cancelChannel = `${link.prefix}sessions:cancel`
+    this.#levelChannel = `${link.prefix}sessions:level`
     const subscriber = link.subscriber
     subscriber.on('message', this.#onMessage)
     subscriber.on('close', this.#onClose)
@@ -169,7 +179,7 @@ export class RedisSessionStore implements SessionStore {
 
   /** Copies become trustworthy once the subscription is acknowledged (after any reconnect too). */
   #subscribe (): void {
-    this.#link.subscriber.subscribe(this.#endedChannel, this.#cancelChannel).then(
+    this.#link.subscriber.subscribe(this.#endedChannel, this.#cancelChannel, this.#levelChannel).then(
       () => { this.#listening = !this.#closed },
       /* c8 ignore next -- lost with the connection (timing): the next 'ready' subscribes again, and until then no copy is trusted */
       () => {}
@@ -189,13 +199,13 @@ export class RedisSessionStore implements SessionStore {
     return new SessionStoreUnavailableError(this.#opts.retryAfterSec, { cause: err })
   }
 
-  async create (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo']): Promise<McpSession> {
+  async create (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo'], clientCapabilities = 0): Promise<McpSession> {
     const id = randomBytes(24).toString('base64url')
     const sentAt = Date.now()
     let reply: Awaited<ReturnType<SessionCommands['mcpSessionCreate']>>
     try {
       reply = await this.#commands.mcpSessionCreate(this.#link.prefix, id, subject, protocolVersion,
-        JSON.stringify(clientInfo ?? null), this.#opts.idleTtlMs, this.#opts.maxSessionsPerSubject, this.#opts.maxSessions)
+        JSON.stringify(clientInfo ?? null), this.#opts.idleTtlMs, this.#opts.maxSessionsPerSubject, this.#opts.maxSessions, clientCapabilities)
     } catch (err) {
       throw this.#unavailable(err)
     }
@@ -204,7 +214,7 @@ export class RedisSessionStore implements SessionStore {
     if (reply[1] !== '') this.#endLocal(reply[1], 'evicted')
     if (reply[0] === 0) throw new SessionLimitError()
     const session: McpSession = {
-      id, subject, protocolVersion, clientInfo, createdAt: reply[2] as number, lastSeen: sentAt, stream: undefined, inflight: undefined
+      id, subject, protocolVersion, clientInfo, clientCapabilities, logLevel: undefined, createdAt: reply[2] as number, lastSeen: sentAt, stream: undefined, inflight: undefined
     }
     this.#cache.set(id, { session, refreshedAt: sentAt, generation: this.#generation, refreshing: false })
     return session
@@ -262,6 +272,8 @@ export class RedisSessionStore implements SessionStore {
       cached.refreshedAt = now
       cached.generation = generation
       cached.session.lastSeen = now
+      // A level set elsewhere while this copy was not trusted.
+      cached.session.logLevel = reply[4] === '' ? undefined : Number(reply[4])
       return cached.session
     }
     const session: McpSession = {
@@ -269,6 +281,8 @@ export class RedisSessionStore implements SessionStore {
       subject,
       protocolVersion: reply[0],
       clientInfo: JSON.parse(reply[1]) ?? undefined,
+      clientCapabilities: Number(reply[3]),
+      logLevel: reply[4] === '' ? undefined : Number(reply[4]),
       createdAt: Number(reply[2]),
       lastSeen: now,
       stream: undefined,
@@ -303,6 +317,16 @@ export class RedisSessionStore implements SessionStore {
     this.#link.client.publish(this.#cancelChannel, JSON.stringify([id, requestId])).catch(() => {})
   }
 
+  async setLogLevel (id: string, level: number): Promise<void> {
+    const session = this.get(id)
+    if (session !== undefined) session.logLevel = level
+    try {
+      await this.#commands.mcpSessionSetLevel(`${this.#link.prefix}session:${id}`, level, this.#levelChannel, id)
+    } catch (err) {
+      throw this.#unavailable(err)
+    }
+  }
+
   #message (channel: string, message: string): void {
     if (channel === this.#endedChannel) {
       const space = message.indexOf(' ')
@@ -310,6 +334,10 @@ export class RedisSessionStore implements SessionStore {
     } else if (channel === this.#cancelChannel) {
       const [id, requestId] = JSON.parse(message) as [string, string | number]
       cancelLocal(this.get(id), requestId)
+    } else if (channel === this.#levelChannel) {
+      const space = message.indexOf(' ')
+      const session = this.get(message.slice(0, space))
+      if (session !== undefined) session.logLevel = Number(message.slice(space + 1))
     }
   }
 

@@ -11,6 +11,10 @@ export interface McpSession {
   readonly subject: string
   readonly protocolVersion: string
   readonly clientInfo: { name?: string, version?: string } | undefined
+  /** What the client declared at initialize, as bits (see ClientCapabilityBit): one small integer. */
+  readonly clientCapabilities: number
+  /** The least severe MCP log level the client asked for (logging/setLevel), as an index; undefined until it asks. */
+  logLevel: number | undefined
   readonly createdAt: number
   lastSeen: number
   /** The standalone GET stream, when the client opened one. */
@@ -67,7 +71,7 @@ export interface SessionStore {
   /** Sessions known to this replica. */
   readonly size: number
   /** Opens a session, evicting the owner's least recently used one at its cap; SessionLimitError when full. */
-  create: (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo']) => McpSession | Promise<McpSession>
+  create: (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo'], clientCapabilities?: number) => McpSession | Promise<McpSession>
   /** The live session with this id if `subject` owns it, refreshed; undefined when unknown, expired or another owner's (which is not refreshed). */
   use: (id: string, subject: string) => McpSession | undefined | Promise<McpSession | undefined>
   /** Ends a session everywhere. */
@@ -78,6 +82,8 @@ export interface SessionStore {
   values: () => IterableIterator<McpSession>
   /** Tells the replica holding the session's calls to cancel one (notifications/cancelled). */
   cancel: (id: string, requestId: string | number) => void
+  /** Keeps the session's MCP log level (logging/setLevel), for every replica. */
+  setLogLevel: (id: string, level: number) => void | Promise<void>
   close: () => void | Promise<void>
 }
 
@@ -113,7 +119,7 @@ export class MemorySessionStore implements SessionStore {
    * Opens a session. A subject at its cap loses its own least recently used session (a
    * flood from one subject never evicts another's); a full server refuses.
    */
-  create (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo'], now = Date.now()): McpSession {
+  create (subject: string, protocolVersion: string, clientInfo: McpSession['clientInfo'], clientCapabilities = 0, now = Date.now()): McpSession {
     let own = this.#bySubject.get(subject)
     if (own !== undefined && own.size >= this.#opts.maxSessionsPerSubject) {
       this.end(this.#leastRecentlyUsed(own), 'evicted')
@@ -127,6 +133,8 @@ export class MemorySessionStore implements SessionStore {
       subject,
       protocolVersion,
       clientInfo,
+      clientCapabilities,
+      logLevel: undefined,
       createdAt: now,
       lastSeen: now,
       stream: undefined,
@@ -170,6 +178,11 @@ export class MemorySessionStore implements SessionStore {
 
   cancel (id: string, requestId: string | number): void {
     cancelLocal(this.#sessions.get(id), requestId)
+  }
+
+  setLogLevel (id: string, level: number): void {
+    const session = this.#sessions.get(id)
+    if (session !== undefined) session.logLevel = level
   }
 
   /** The live session with this id, refreshed; undefined when unknown or expired. */

@@ -4,6 +4,10 @@ import addFormats from 'ajv-formats'
 import type { CallToolResult, ToolAnnotations, Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AuthContext } from '../auth/access-token-verifier.js'
+import type { McpLogger } from './logging.js'
+import type {
+  ClientCapabilities, ClientRequestOptions, CreateMessageParams, CreateMessageResult, ElicitParams, ElicitResult
+} from './client-requests.js'
 
 export type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
 
@@ -74,6 +78,31 @@ export interface ToolContext {
    * the answer then streams as SSE. A no-op otherwise.
    */
   sendProgress: (progress: number, total?: number, message?: string) => void
+  /**
+   * MCP logging (server utilities "Logging"): each message goes to pino and,
+   * at or above the level the session's client set, to the client as
+   * `notifications/message` on this call's answer (which then streams as SSE).
+   */
+  mcpLog: McpLogger
+  /** What the client declared at initialize (elicitation, sampling, roots); undefined outside a session. */
+  clientCapabilities: ClientCapabilities | undefined
+  /**
+   * Asks the user through the client (`elicitation/create`, form or URL mode).
+   * Rejects with ClientCapabilityError when the client did not declare that
+   * mode, and with ClientRequestError on timeout, cancellation, the session's
+   * end or a malformed answer (both are ToolErrors: unhandled, the model reads them).
+   */
+  elicit: (params: ElicitParams, options?: ClientRequestOptions) => Promise<ElicitResult>
+  /** Asks the client's model (`sampling/createMessage`); rejects as `elicit` does. */
+  createMessage: (params: CreateMessageParams, options?: ClientRequestOptions) => Promise<CreateMessageResult>
+  /**
+   * Ends this call's SSE stream after its priming event (MCP 2025-11-25
+   * transports "Sending Messages to the Server": the server may close the
+   * stream; the client polls with GET and Last-Event-ID). The call goes on,
+   * and what it sends next is stored for the client's GET. A no-op for
+   * clients of earlier versions and outside a session.
+   */
+  closeSseStream: () => void
 }
 
 export type ToolResult<O extends ObjectSchema> = CallToolResult & { structuredContent?: SchemaValue<O> }

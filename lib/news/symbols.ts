@@ -107,10 +107,12 @@ export class SymbolIndex {
     const entry = this.#byTicker.get(upper)
     if (entry !== undefined) return { kind: 'exact', entry }
     const typed = words(input)
+    // One or two letters read as a symbol, not a name: "B" is no share class ("Class B") of anything.
+    const byName = typed.join('').length >= 3
     const candidates: SymbolEntry[] = []
     for (const i of this.#entries) {
       if (candidates.length === MAX_CANDIDATES) break
-      const named = typed.length > 0 && typed.every(t => i.words.includes(t))
+      const named = byName && typed.every(t => i.words.includes(t))
       if (i.base === upper || named) candidates.push(i.entry)
     }
     return candidates.length === 0 ? { kind: 'unknown' } : { kind: 'candidates', candidates }

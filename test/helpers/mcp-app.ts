@@ -49,7 +49,7 @@ function deferred<T> (): Deferred<T> {
  * signal aborts), `hold` (returns when the test releases it), `fail_tool`
  * and `crash` (a ToolError and an unexpected error).
  */
-export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, opts: { issuer?: LocalIssuer } = {}): Promise<McpTestApp> {
+export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, opts: { issuer?: LocalIssuer, tools?: (app: FastifyInstance) => void } = {}): Promise<McpTestApp> {
   const issuer = opts.issuer ?? await LocalIssuer.start()
   issuer.audience = [RESOURCE]
   const logs: string[] = []
@@ -158,6 +158,8 @@ export async function buildMcpApp (t: Test, mcpOptions: McpPluginOptions = {}, o
     description: 'Fails unexpectedly',
     inputSchema: z.object({})
   }, () => { throw new Error('secret internals at /srv/app/x.ts:10') })
+
+  opts.tools?.(app)
 
   t.teardown(async () => {
     released.resolve()

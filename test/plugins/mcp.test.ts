@@ -26,7 +26,7 @@ t.test('initialize', async t => {
       const body = res.json()
       t.equal(body.id, 7)
       t.equal(body.result.protocolVersion, version)
-      t.same(body.result.capabilities, { tools: { listChanged: false } })
+      t.same(body.result.capabilities, { tools: { listChanged: false }, logging: {} })
       t.equal(body.result.serverInfo.name, 'finance-news-mcp')
       t.match(body.result.instructions, /get_news_sentiment/)
     }
@@ -95,11 +95,11 @@ t.test('messages within a session', async t => {
     t.equal(res.body, '')
   })
 
-  t.test('a JSON-RPC response from the client is accepted with 202 and no body', async t => {
+  t.test('a JSON-RPC response to no request of this server is refused with 400 (transports "Sending Messages to the Server")', async t => {
     for (const msg of [{ jsonrpc: '2.0', id: 'srv-1', result: {} }, { jsonrpc: '2.0', id: 4, error: { code: -1, message: 'no' } }]) {
       const res = await postMcp(ctx.app, msg, headers)
-      t.equal(res.statusCode, 202)
-      t.equal(res.body, '')
+      t.equal(res.statusCode, 400)
+      t.same(res.json(), { jsonrpc: '2.0', id: null, error: { code: -32600, message: `Invalid Request: this session has no pending request with id ${JSON.stringify(msg.id)}` } })
     }
   })
 

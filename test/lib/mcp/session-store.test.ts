@@ -18,7 +18,7 @@ const T0 = 1_000_000
 
 t.test('create: a fresh session bound to its subject', async t => {
   const { sessions } = store()
-  const s = sessions.create('alice', '2025-06-18', { name: 'c', version: '1' }, T0)
+  const s = sessions.create('alice', '2025-06-18', { name: 'c', version: '1' }, 0, T0)
   t.match(s, { subject: 'alice', protocolVersion: '2025-06-18', clientInfo: { name: 'c' }, createdAt: T0, lastSeen: T0, stream: undefined, inflight: undefined })
   // 24 random bytes, base64url: 32 visible ASCII characters (transports "Session Management").
   t.match(s.id, /^[A-Za-z0-9_-]{32}$/)
@@ -31,7 +31,7 @@ t.test('create: a fresh session bound to its subject', async t => {
 
 t.test('touch refreshes a live session and expires an idle one', async t => {
   const { sessions, ended } = store({ idleTtlMs: 1000 })
-  const s = sessions.create('alice', '2025-06-18', undefined, T0)
+  const s = sessions.create('alice', '2025-06-18', undefined, 0, T0)
   t.equal(sessions.touch(s.id, T0 + 1000), s, 'exactly at the TTL it is alive')
   t.equal(s.lastSeen, T0 + 1000)
   t.equal(sessions.touch(s.id, T0 + 2001), undefined, 'past the TTL since the last use it is gone')
@@ -42,7 +42,7 @@ t.test('touch refreshes a live session and expires an idle one', async t => {
 
 t.test('a session holding an open stream is not idle', async t => {
   const { sessions } = store({ idleTtlMs: 1000 })
-  const s = sessions.create('alice', '2025-06-18', undefined, T0)
+  const s = sessions.create('alice', '2025-06-18', undefined, 0, T0)
   s.stream = {} as ServerResponse
   t.equal(sessions.touch(s.id, T0 + 5000), s)
   t.equal(sessions.sweep(T0 + 10_000), 0)
@@ -53,8 +53,8 @@ t.test('a session holding an open stream is not idle', async t => {
 
 t.test('sweep ends only the idle sessions', async t => {
   const { sessions, ended } = store({ idleTtlMs: 1000 })
-  const old = sessions.create('alice', 'v', undefined, T0)
-  const recent = sessions.create('alice', 'v', undefined, T0 + 900)
+  const old = sessions.create('alice', 'v', undefined, 0, T0)
+  const recent = sessions.create('alice', 'v', undefined, 0, T0 + 900)
   t.equal(sessions.sweep(T0 + 1500), 1)
   t.same(ended, [[old.id, 'expired']])
   t.equal(sessions.get(recent.id), recent)
@@ -74,7 +74,7 @@ t.test('the sweeper runs on its own', async t => {
   }
   t.teardown(() => sessions.close())
   t.equal(every, 1000, 'at most once a second')
-  sessions.create('alice', 'v', undefined, Date.now() - 100)
+  sessions.create('alice', 'v', undefined, 0, Date.now() - 100)
   tick?.()
   t.equal(sessions.size, 0)
 })
@@ -93,22 +93,22 @@ t.test("a subject at its cap loses its own oldest session, not another subject's
 
 t.test('the session evicted at the cap is the one used longest ago, not the one opened first', async t => {
   const { sessions, ended } = store({ maxSessionsPerSubject: 2 })
-  const busy = sessions.create('alice', 'v', undefined, T0)
-  const idle = sessions.create('alice', 'v', undefined, T0 + 10)
+  const busy = sessions.create('alice', 'v', undefined, 0, T0)
+  const idle = sessions.create('alice', 'v', undefined, 0, T0 + 10)
   sessions.touch(busy.id, T0 + 20) // the first session is the one in use
-  sessions.create('alice', 'v', undefined, T0 + 30)
+  sessions.create('alice', 'v', undefined, 0, T0 + 30)
   t.same(ended, [[idle.id, 'evicted']])
   t.equal(sessions.get(busy.id), busy, 'the session in use survives')
 })
 
 t.test('a full server sweeps, then refuses', async t => {
   const { sessions } = store({ idleTtlMs: 1000, maxSessions: 2 })
-  sessions.create('a', 'v', undefined, T0)
-  sessions.create('b', 'v', undefined, T0 + 500)
-  t.throws(() => sessions.create('c', 'v', undefined, T0 + 900), SessionLimitError)
-  t.throws(() => sessions.create('c', 'v', undefined, T0 + 900), { name: 'SessionLimitError', message: /retry later/ })
+  sessions.create('a', 'v', undefined, 0, T0)
+  sessions.create('b', 'v', undefined, 0, T0 + 500)
+  t.throws(() => sessions.create('c', 'v', undefined, 0, T0 + 900), SessionLimitError)
+  t.throws(() => sessions.create('c', 'v', undefined, 0, T0 + 900), { name: 'SessionLimitError', message: /retry later/ })
   // Once one has idled out, the sweep makes room.
-  const c = sessions.create('c', 'v', undefined, T0 + 1200)
+  const c = sessions.create('c', 'v', undefined, 0, T0 + 1200)
   t.equal(sessions.size, 2)
   t.equal(sessions.countFor('a'), 0)
   t.equal(sessions.get(c.id), c)
