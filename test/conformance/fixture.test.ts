@@ -2,8 +2,8 @@ import t, { type Test } from 'tap'
 import { inflateSync } from 'node:zlib'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
-import { startConformanceServer, type ConformanceServer } from './server.js'
+import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js'
+import { startConformanceServer } from './server.js'
 import { startBearerProxy } from './bearer-proxy.js'
 import { onePixelPng, silentWav } from './fixture.js'
 
@@ -13,7 +13,11 @@ import { onePixelPng, silentWav } from './fixture.js'
  * suite's scenarios ask for. (The suite itself runs in `npm run conformance`.)
  */
 
-async function connect (t: Test, server: ConformanceServer): Promise<Client> {
+// One server for the file (each test opens sessions of its own).
+const server = await startConformanceServer()
+t.teardown(() => server.close())
+
+async function connect (t: Test): Promise<Client> {
   const client = new Client({ name: 'fixture-test', version: '1.0.0' }, { capabilities: { sampling: {}, elicitation: {} } })
   await client.connect(new StreamableHTTPClientTransport(new URL(server.url)))
   t.teardown(() => client.close())
@@ -21,8 +25,6 @@ async function connect (t: Test, server: ConformanceServer): Promise<Client> {
 }
 
 t.test('the conformance server: auth in front, the proxy adds the token, forged origins refused', async t => {
-  const server = await startConformanceServer()
-  t.teardown(() => server.close())
   const init = {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
@@ -65,14 +67,14 @@ t.test('the images and the recording are well-formed', async t => {
 })
 
 t.test('the fixture\'s tools answer as the scenarios expect', async t => {
-  const server = await startConformanceServer()
-  t.teardown(() => server.close())
-  const client = await connect(t, server)
+  const client = await connect(t)
 
   const { tools } = await client.listTools()
   const names = tools.map(tool => tool.name)
   for (const name of ['test_simple_text', 'test_image_content', 'test_audio_content', 'test_embedded_resource',
-    'test_multiple_content_types', 'test_error_handling', 'test_tool_with_progress', 'json_schema_2020_12_tool']) {
+    'test_multiple_content_types', 'test_error_handling', 'test_tool_with_progress', 'json_schema_2020_12_tool',
+    'test_tool_with_logging', 'test_sampling', 'test_elicitation', 'test_elicitation_sep1034_defaults',
+    'test_elicitation_sep1330_enums', 'test_reconnection']) {
     t.ok(names.includes(name), name)
   }
   t.ok(tools.every(tool => typeof tool.description === 'string' && tool.description !== ''), 'every tool has a description (tools-list)')
@@ -110,10 +112,64 @@ t.test('the fixture\'s tools answer as the scenarios expect', async t => {
   t.equal(refused.isError, true, 'additionalProperties: false is enforced')
 })
 
+t.test('the fixture\'s tools that log, ask the client, and close their stream', async t => {
+  const client = await connect(t)
+
+  const logs: unknown[] = []
+  client.setNotificationHandler(LoggingMessageNotificationSchema, n => { logs.push(n.params) })
+  await client.setLoggingLevel('debug')
+  t.same((await client.callTool({ name: 'test_tool_with_logging', arguments: {} })).content,
+    [{ type: 'text', text: 'Tool with logging executed successfully' }])
+  t.same(logs, ['Tool execution started', 'Tool processing data', 'Tool execution completed'].map(data => ({ level: 'info', data })),
+    'three info messages during the call (tools-call-with-logging)')
+
+  const sampled: unknown[] = []
+  client.setRequestHandler(CreateMessageRequestSchema, async request => {
+    sampled.push(request.params)
+    return { role: 'assistant', content: { type: 'text', text: 'a test answer' }, model: 'test-model', stopReason: 'endTurn' }
+  })
+  t.same((await client.callTool({ name: 'test_sampling', arguments: { prompt: 'Test prompt' } })).content,
+    [{ type: 'text', text: 'LLM response: a test answer' }])
+  t.match(sampled, [{ messages: [{ role: 'user', content: { type: 'text', text: 'Test prompt' } }], maxTokens: 100 }])
+
+  const elicited: Array<{ message: string, requestedSchema: { properties: Record<string, Record<string, unknown>> } }> = []
+  client.setRequestHandler(ElicitRequestSchema, async request => {
+    elicited.push(request.params as typeof elicited[0])
+    return { action: 'accept', content: { username: 'ada', email: 'ada@example.com' } }
+  })
+  t.same((await client.callTool({ name: 'test_elicitation', arguments: { message: 'Who are you?' } })).content,
+    [{ type: 'text', text: 'User response: action=accept, content={"username":"ada","email":"ada@example.com"}' }])
+  t.equal(elicited[0]?.message, 'Who are you?')
+  t.same(Object.keys(elicited[0]?.requestedSchema.properties ?? {}), ['username', 'email'])
+
+  t.match((await client.callTool({ name: 'test_elicitation_sep1034_defaults', arguments: {} })).content,
+    [{ type: 'text', text: /^Elicitation completed: action=accept, content=\{/ }])
+  t.same(Object.fromEntries(Object.entries(elicited[1]?.requestedSchema.properties ?? {}).map(([k, v]) => [k, v.default])),
+    { name: 'John Doe', age: 30, score: 95.5, status: 'active', verified: true }, 'a default for every primitive type (SEP-1034)')
+  await client.callTool({ name: 'test_elicitation_sep1330_enums', arguments: {} })
+  const enums = elicited[2]?.requestedSchema.properties ?? {}
+  t.same(Object.keys(enums), ['untitledSingle', 'titledSingle', 'legacyEnum', 'untitledMulti', 'titledMulti'], 'the five enum forms (SEP-1330)')
+  t.equal((enums.legacyEnum?.enumNames as string[]).length, 3)
+
+  // The SDK client follows the closed stream with GET and Last-Event-ID by itself (server-sse-polling).
+  t.same((await client.callTool({ name: 'test_reconnection', arguments: {} })).content,
+    [{ type: 'text', text: 'Reconnection test completed' }])
+})
+
+t.test('without the client\'s capability, sampling and elicitation tools answer with an error result', async t => {
+  const client = new Client({ name: 'no-capabilities', version: '1.0.0' })
+  await client.connect(new StreamableHTTPClientTransport(new URL(server.url)))
+  t.teardown(() => client.close())
+  const sampling = await client.callTool({ name: 'test_sampling', arguments: { prompt: 'x' } }) as CallToolResult
+  t.equal(sampling.isError, true)
+  t.match(sampling.content, [{ type: 'text', text: /sampling/i }])
+  const elicitation = await client.callTool({ name: 'test_elicitation', arguments: { message: 'x' } }) as CallToolResult
+  t.equal(elicitation.isError, true)
+  t.match(elicitation.content, [{ type: 'text', text: /elicitation/i }])
+})
+
 t.test('the fixture\'s resources, prompts and completions answer as the scenarios expect', async t => {
-  const server = await startConformanceServer()
-  t.teardown(() => server.close())
-  const client = await connect(t, server)
+  const client = await connect(t)
 
   const { resources } = await client.listResources()
   t.same(resources.map(r => r.uri), ['test://static-text', 'test://static-binary', 'test://watched-resource'])
@@ -153,9 +209,7 @@ t.test('the fixture\'s resources, prompts and completions answer as the scenario
 })
 
 t.test('a cancelled progress call stops between its reports', async t => {
-  const server = await startConformanceServer()
-  t.teardown(() => server.close())
-  const client = await connect(t, server)
+  const client = await connect(t)
   const controller = new AbortController()
   const reports: number[] = []
   const call = client.callTool({ name: 'test_tool_with_progress', arguments: {} }, undefined, {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { deflateSync, crc32 } from 'node:zlib'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { z } from 'zod'
+import type { CallToolResult, ElicitResult } from '@modelcontextprotocol/sdk/types.js'
 import { ToolError } from '../../plugins/mcp.js'
 
 /**
@@ -56,6 +57,11 @@ const WAV = silentWav().toString('base64')
 const NO_ARGUMENTS = z.object({})
 /** What completion/complete suggests for arg1: the words starting with what was typed. */
 const ARG1_SUGGESTIONS = ['paris', 'park', 'party', 'test', 'testing']
+
+/** What the SEP-1034 and SEP-1330 tools answer. */
+function elicitationCompleted (answer: ElicitResult): CallToolResult {
+  return { content: [{ type: 'text', text: `Elicitation completed: action=${answer.action}, content=${JSON.stringify(answer.content ?? {})}` }] }
+}
 
 async function conformanceFixture (fastify: FastifyInstance): Promise<void> {
   // Scenario tools-call-simple-text (called without an `arguments` member at all).
@@ -151,6 +157,109 @@ async function conformanceFixture (fastify: FastifyInstance): Promise<void> {
       additionalProperties: false
     }
   }, args => ({ content: [{ type: 'text', text: `Received: ${JSON.stringify(args)}` }] }))
+
+  // tools-call-with-logging: three info messages, about 50 ms apart, while the call runs.
+  fastify.mcpTool({
+    name: 'test_tool_with_logging',
+    description: 'Sends three log messages while it runs',
+    inputSchema: NO_ARGUMENTS
+  }, async (_args, ctx) => {
+    ctx.mcpLog.info('Tool execution started')
+    await sleep(50)
+    ctx.mcpLog.info('Tool processing data')
+    await sleep(50)
+    ctx.mcpLog.info('Tool execution completed')
+    return { content: [{ type: 'text', text: 'Tool with logging executed successfully' }] }
+  })
+
+  // tools-call-sampling: the prompt goes to the client's model; without the capability, ctx.createMessage
+  // rejects with a ClientCapabilityError, which is a ToolError: the result says so (isError).
+  fastify.mcpTool({
+    name: 'test_sampling',
+    description: 'Asks the client\'s model to answer a prompt',
+    inputSchema: z.object({ prompt: z.string().describe('The prompt to send to the LLM') })
+  }, async ({ prompt }, ctx) => {
+    const answer = await ctx.createMessage({ messages: [{ role: 'user', content: { type: 'text', text: prompt } }], maxTokens: 100 })
+    const blocks = Array.isArray(answer.content) ? answer.content : [answer.content]
+    const text = blocks.map(b => b.type === 'text' ? b.text : `[${b.type}]`).join('\n')
+    return { content: [{ type: 'text', text: `LLM response: ${text}` }] }
+  })
+
+  // tools-call-elicitation
+  fastify.mcpTool({
+    name: 'test_elicitation',
+    description: 'Asks the user for a username and an email address',
+    inputSchema: z.object({ message: z.string().describe('The message to show the user') })
+  }, async ({ message }, ctx) => {
+    const answer = await ctx.elicit({
+      message,
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          username: { type: 'string', description: 'User\'s response' },
+          email: { type: 'string', description: 'User\'s email address' }
+        },
+        required: ['username', 'email']
+      }
+    })
+    return { content: [{ type: 'text', text: `User response: action=${answer.action}, content=${JSON.stringify(answer.content ?? {})}` }] }
+  })
+
+  // elicitation-sep1034-defaults: a default for every primitive type.
+  fastify.mcpTool({
+    name: 'test_elicitation_sep1034_defaults',
+    description: 'Asks the user with defaults for every primitive type (SEP-1034)',
+    inputSchema: NO_ARGUMENTS
+  }, async (_args, ctx) => elicitationCompleted(await ctx.elicit({
+    message: 'Please review your profile (defaults filled in)',
+    requestedSchema: {
+      type: 'object',
+      properties: {
+        name: { type: 'string', title: 'Name', default: 'John Doe' },
+        age: { type: 'integer', title: 'Age', default: 30 },
+        score: { type: 'number', title: 'Score', default: 95.5 },
+        status: { type: 'string', title: 'Status', enum: ['active', 'inactive', 'pending'], default: 'active' },
+        verified: { type: 'boolean', title: 'Verified', default: true }
+      }
+    }
+  })))
+
+  // elicitation-sep1330-enums: the five enum forms.
+  fastify.mcpTool({
+    name: 'test_elicitation_sep1330_enums',
+    description: 'Asks the user with every enum form (SEP-1330)',
+    inputSchema: NO_ARGUMENTS
+  }, async (_args, ctx) => elicitationCompleted(await ctx.elicit({
+    message: 'Please choose',
+    requestedSchema: {
+      type: 'object',
+      properties: {
+        untitledSingle: { type: 'string', enum: ['option1', 'option2', 'option3'] },
+        titledSingle: {
+          type: 'string',
+          oneOf: [{ const: 'value1', title: 'First Option' }, { const: 'value2', title: 'Second Option' }, { const: 'value3', title: 'Third Option' }]
+        },
+        legacyEnum: { type: 'string', enum: ['opt1', 'opt2', 'opt3'], enumNames: ['Option One', 'Option Two', 'Option Three'] },
+        untitledMulti: { type: 'array', items: { type: 'string', enum: ['option1', 'option2', 'option3'] } },
+        titledMulti: {
+          type: 'array',
+          items: { anyOf: [{ const: 'value1', title: 'First Choice' }, { const: 'value2', title: 'Second Choice' }, { const: 'value3', title: 'Third Choice' }] }
+        }
+      }
+    }
+  })))
+
+  // server-sse-polling (SEP-1699): the call ends its SSE stream after the priming event, answers a
+  // little later, and the client fetches the answer with GET and Last-Event-ID.
+  fastify.mcpTool({
+    name: 'test_reconnection',
+    description: 'Closes its SSE stream, then answers on the resumed stream',
+    inputSchema: NO_ARGUMENTS
+  }, async (_args, ctx) => {
+    ctx.closeSseStream()
+    await sleep(100)
+    return { content: [{ type: 'text', text: 'Reconnection test completed' }] }
+  })
 
   // Resources (resources-list, resources-read-text, resources-read-binary, resources-subscribe, resources-unsubscribe).
   fastify.mcpResource({
