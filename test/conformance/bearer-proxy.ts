@@ -9,7 +9,8 @@ export interface BearerProxy {
 
 /**
  * A pass-through HTTP proxy on 127.0.0.1 that adds `Authorization: Bearer <token>`
- * to every request. The conformance suite's clients send no credentials (its
+ * to every request, and with several targets sends the requests to each in
+ * turn (replicas behind a load balancer without affinity). The conformance suite's clients send no credentials (its
  * server scenarios assume an open server), while this server is an OAuth 2.1
  * resource server: the proxy plays the part of an authorized client.
  *
@@ -17,9 +18,11 @@ export interface BearerProxy {
  * scenario sends forged ones and must see the server's own answer), and bodies
  * stream both ways, so that SSE answers arrive event by event.
  */
-export async function startBearerProxy (target: string, token: string): Promise<BearerProxy> {
-  const upstream = new URL(target)
+export async function startBearerProxy (targets: string | string[], token: string): Promise<BearerProxy> {
+  const upstreams = (Array.isArray(targets) ? targets : [targets]).map(target => new URL(target))
+  let next = 0
   const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const upstream = upstreams[next++ % upstreams.length] as URL
     const headers = { ...req.headers, authorization: `Bearer ${token}` }
     const outgoing = httpRequest({
       host: upstream.hostname,

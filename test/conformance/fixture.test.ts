@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap'
 import { inflateSync } from 'node:zlib'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { CreateMessageRequestSchema, ElicitRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js'
@@ -30,7 +32,7 @@ t.test('the conformance server: auth in front, the proxy adds the token, forged 
     headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } })
   }
-  const direct = await fetch(server.mcpUrl, init)
+  const direct = await fetch(server.mcpUrls[0] as string, init)
   t.equal(direct.status, 401, 'the endpoint itself wants a bearer token')
   t.match(direct.headers.get('www-authenticate'), /^Bearer /)
   const proxied = await fetch(server.url, init)
@@ -48,6 +50,22 @@ t.test('the proxy answers 502 when the server is not there', async t => {
   t.teardown(() => proxy.close())
   const res = await fetch(`${proxy.url}/mcp`, { method: 'POST', body: '{}' })
   t.equal(res.status, 502)
+})
+
+t.test('with several targets, the proxy sends the requests to each in turn', async t => {
+  const seen: string[] = []
+  const targets = await Promise.all(['a', 'b'].map(async name => {
+    const target = createServer((req, res) => { seen.push(`${name} ${req.headers.authorization ?? ''}`); res.end(name) })
+    await new Promise<void>(resolve => target.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { target.close() })
+    return `http://127.0.0.1:${(target.address() as AddressInfo).port}/mcp`
+  }))
+  const proxy = await startBearerProxy(targets, 'shared-token')
+  t.teardown(() => proxy.close())
+  const answers: string[] = []
+  for (let i = 0; i < 4; i++) answers.push(await (await fetch(`${proxy.url}/mcp`)).text())
+  t.same(answers, ['a', 'b', 'a', 'b'])
+  t.same(seen, ['a Bearer shared-token', 'b Bearer shared-token', 'a Bearer shared-token', 'b Bearer shared-token'])
 })
 
 t.test('the images and the recording are well-formed', async t => {

@@ -8,8 +8,13 @@
  * Node of the `node` dev dependency. Exits 0 when every scenario passed or
  * failed as the file expects, 1 otherwise; stops by itself within the time limit.
  *
- * Options: scenario names to run only those; `--verbose` prints the suite's
- * output of every scenario that did not pass; `--keep` keeps the results directory.
+ * Two passes: one replica with its state in memory, then two replicas sharing
+ * a throwaway redis-server with the requests sent to each in turn (scenarios
+ * of that pass are named `redis:<scenario>`).
+ *
+ * Options: scenario names to run only those; `--memory` or `--redis` for one
+ * pass only; `--verbose` prints the suite's output of every scenario that did
+ * not pass; `--keep` keeps the results directory.
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -18,12 +23,13 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { formatSummary, judge, parseExpectedFailures, parseScenarioList, type Check, type ScenarioResult } from './baseline.js'
+import { Redis } from 'ioredis'
 import { startConformanceServer } from './server.js'
 
 /** One scenario's time; the slowest (SSE polling) needs about 15 s when the server misbehaves. */
 const SCENARIO_TIMEOUT_MS = 60_000
-/** The whole run, server start and stop included. */
-const RUN_TIMEOUT_MS = 6 * 60_000
+/** The whole run (both passes), servers' start and stop included. */
+const RUN_TIMEOUT_MS = 8 * 60_000
 /** Scenarios at once: they share the server, each in its own session. */
 const CONCURRENCY = 4
 
@@ -77,6 +83,35 @@ async function runScenario (url: string, scenario: string, resultsDir: string): 
   return { scenario, checks: [{ id: 'runner', name: 'Runner', status: 'FAILURE', errorMessage: why }], output: outcome.output }
 }
 
+/**
+ * A throwaway redis-server, no persistence, listening on a unix socket only
+ * (no port to find, nothing reachable from outside); killed after the pass.
+ */
+async function startRedis (): Promise<{ url: string, stop: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mcp-conformance-redis-'))
+  const socket = join(dir, 'redis.sock')
+  const child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) child.kill('SIGKILL')
+    await exited
+    await rm(dir, { recursive: true, force: true })
+  }
+  const probe = new Redis(socket, { lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: () => 25 })
+  probe.on('error', () => {}) // ENOENT until redis-server has made its socket: retried
+  try {
+    const failed = exited.then(() => { throw new Error('redis-server exited: is it installed (bash scripts/system-deps.sh)?') })
+    const late = new Promise<never>((_resolve, reject) => setTimeout(() => reject(new Error('redis-server did not answer within 10 s')), 10_000).unref())
+    await Promise.race([probe.ping(), failed, late])
+  } catch (err) {
+    await stop()
+    throw err
+  } finally {
+    probe.disconnect()
+  }
+  return { url: socket, stop }
+}
+
 async function main (): Promise<number> {
   const args = process.argv.slice(2)
   const verbose = args.includes('--verbose')
@@ -94,6 +129,7 @@ async function main (): Promise<number> {
   if (unknown.length > 0) throw new Error(`conformance: unknown scenario ${unknown.join(', ')}; the suite has ${suiteScenarios.join(', ')}`)
   const scenarios = only.length > 0 ? only : suiteScenarios
 
+  const modes = args.includes('--memory') ? ['memory'] : args.includes('--redis') ? ['redis'] : ['memory', 'redis']
   const version = await runSuite(['--version'], 30_000)
   const nodeVersion = await new Promise<string>(resolve => {
     const child = spawn(suiteNode, ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] })
@@ -101,27 +137,38 @@ async function main (): Promise<number> {
     child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
     child.on('close', () => resolve(out.trim()))
   })
-  const server = await startConformanceServer()
-  console.log(`conformance ${version.output.trim()} (suite on Node ${nodeVersion}, server on Node ${process.version}): ` +
-    `${scenarios.length} server scenarios against ${server.url} (proxy adding the bearer token to ${server.mcpUrl})`)
+  console.log(`conformance ${version.output.trim()} on Node ${nodeVersion}, the server on Node ${process.version}`)
   const resultsDir = await mkdtemp(join(tmpdir(), 'mcp-conformance-'))
   const results: Array<ScenarioResult & { output: string }> = []
-  try {
-    const queue = [...scenarios]
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, async () => {
-      for (let scenario = queue.shift(); scenario !== undefined; scenario = queue.shift()) {
-        const started = Date.now()
-        const result = await runScenario(server.url, scenario, resultsDir)
-        results.push(result)
-        console.log(`  ${scenario} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+  // The redis pass: scenario names get a `redis:` prefix, in the summary and in the expected-failures file.
+  const order = modes.flatMap(mode => scenarios.map(s => mode === 'memory' ? s : `redis:${s}`))
+  for (const mode of modes) {
+    const redis = mode === 'redis' ? await startRedis() : undefined
+    try {
+      const server = await startConformanceServer({ ...(redis !== undefined && { redisUrl: redis.url }) })
+      console.log(`${mode === 'memory' ? 'One replica, state in memory' : `Two replicas sharing ${redis?.url ?? ''}, requests to each in turn`}: ` +
+        `${scenarios.length} scenarios against ${server.url} (a proxy adding the bearer token, to ${server.mcpUrls.join(' and ')})`)
+      try {
+        const queue = [...scenarios]
+        await Promise.all(Array.from({ length: Math.min(CONCURRENCY, queue.length) }, async () => {
+          for (let scenario = queue.shift(); scenario !== undefined; scenario = queue.shift()) {
+            const started = Date.now()
+            const name = mode === 'memory' ? scenario : `redis:${scenario}`
+            const result = await runScenario(server.url, scenario, join(resultsDir, mode))
+            results.push({ ...result, scenario: name })
+            console.log(`  ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+          }
+        }))
+      } finally {
+        await server.close()
       }
-    }))
-  } finally {
-    await server.close()
+    } finally {
+      await redis?.stop()
+    }
   }
   // The suite's order, whatever order the scenarios finished in.
-  results.sort((a, b) => scenarios.indexOf(a.scenario) - scenarios.indexOf(b.scenario))
-  const judgement = judge(results, expected, suiteScenarios)
+  results.sort((a, b) => order.indexOf(a.scenario) - order.indexOf(b.scenario))
+  const judgement = judge(results, expected, [...suiteScenarios, ...suiteScenarios.map(s => `redis:${s}`)])
   if (verbose) {
     for (const r of results) {
       const v = judgement.verdicts.find(x => x.scenario === r.scenario)

@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
 import type { AddressInfo } from 'node:net'
 import auth from '../../plugins/auth.js'
 import mcp from '../../plugins/mcp.js'
@@ -9,11 +10,22 @@ import conformanceFixture from './fixture.js'
 
 const RESOURCE = 'http://localhost/mcp'
 
+export interface ConformanceServerOptions {
+  logLevel?: string
+  /**
+   * Two replicas sharing this Redis (a URL or a unix socket path, as ioredis
+   * takes them: sessions, stream events, requests to the client,
+   * subscriptions), the proxy sending the requests to each in turn.
+   * Without it, one replica in memory.
+   */
+  redisUrl?: string
+}
+
 export interface ConformanceServer {
-  app: FastifyInstance
-  /** The MCP endpoint itself (needs a bearer token). */
-  mcpUrl: string
-  /** The same endpoint behind the proxy that adds the token: what the suite is pointed at. */
+  replicas: FastifyInstance[]
+  /** The MCP endpoints themselves (they need a bearer token). */
+  mcpUrls: string[]
+  /** The endpoint behind the proxy that adds the token: what the suite is pointed at. */
   url: string
   close: () => Promise<void>
 }
@@ -24,37 +36,45 @@ export interface ConformanceServer {
  * tokens from a local issuer on 127.0.0.1, mcp) plus the conformance fixture
  * plugin, listening on a free port of 127.0.0.1, behind a bearer proxy.
  */
-export async function startConformanceServer (opts: { logLevel?: string } = {}): Promise<ConformanceServer> {
+export async function startConformanceServer (opts: ConformanceServerOptions = {}): Promise<ConformanceServer> {
   const issuer = await LocalIssuer.start()
-  const app = Fastify({ logger: { level: opts.logLevel ?? 'warn' }, return503OnClosing: true })
-  try {
+  // The suite never looks at the token (the proxy adds it); the audience is a name of this run's own.
+  issuer.audience = [RESOURCE]
+  const replicas: FastifyInstance[] = []
+  const connections: Redis[] = []
+  for (let i = 0; i < (opts.redisUrl === undefined ? 1 : 2); i++) {
+    const app = Fastify({ logger: { level: opts.logLevel ?? 'warn' }, return503OnClosing: true })
+    replicas.push(app)
     await app.register(gracefulClose)
-    // The suite never looks at the token (the proxy adds it); the audience is a name of this run's own.
-    issuer.audience = [RESOURCE]
     await app.register(auth, {
       issuers: [issuer.url],
       audiences: [RESOURCE],
       jwks: { keys: issuer.keys.map(k => k.publicJwk) },
       resourceMetadataUrl: 'http://localhost/.well-known/oauth-protected-resource/mcp'
     })
-    await app.register(mcp, { serverInfo: { name: 'finance-news-mcp-conformance', version: '0.0.0' } })
+    let redis
+    if (opts.redisUrl !== undefined) {
+      // What a reusing app hands the mcp plugin: a connection, a second one for SUBSCRIBE, a key prefix.
+      const client = new Redis(opts.redisUrl)
+      const subscriber = new Redis(opts.redisUrl)
+      connections.push(client, subscriber)
+      redis = { client, subscriber, prefix: 'conformance:' }
+    }
+    await app.register(mcp, { serverInfo: { name: 'finance-news-mcp-conformance', version: '0.0.0' }, ...(redis !== undefined && { redis }) })
     await app.register(conformanceFixture)
     await app.listen({ host: '127.0.0.1', port: 0 })
-  } catch (err) {
-    await app.close()
-    await issuer.close()
-    throw err
   }
-  const mcpUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/mcp`
+  const mcpUrls = replicas.map(app => `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/mcp`)
   // An hour: longer than any run, so that no scenario meets an expired token.
-  const proxy = await startBearerProxy(mcpUrl, await issuer.token({ expiresIn: 3600 }))
+  const proxy = await startBearerProxy(mcpUrls, await issuer.token({ expiresIn: 3600 }))
   return {
-    app,
-    mcpUrl,
+    replicas,
+    mcpUrls,
     url: `${proxy.url}/mcp`,
     close: async () => {
       await proxy.close()
-      await app.close()
+      await Promise.all(replicas.map(async app => await app.close()))
+      for (const connection of connections) connection.disconnect()
       await issuer.close()
     }
   }
