@@ -2,7 +2,9 @@ import { z } from 'zod'
 import type { FastifyInstance } from 'fastify'
 import type { Article, NewsFeed } from '../lib/news/alpha-vantage.js'
 import { NewsResponder, type NewsView } from '../lib/news/responder.js'
-import { Limit, Sort, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news/arguments.js'
+import { Limit, Sort, TICKER, Ticker, TimeArg, Topic, checkWindow, timeFromDescription, timeToDescription, toNewsQuery } from '../lib/news/arguments.js'
+import { describeSymbol, shippedSymbols, type SymbolEntry, type SymbolIndex } from '../lib/news/symbols.js'
+import { ClientCapabilityError, ToolError, type ToolContext } from '../plugins/mcp.js'
 import { aggregateFor, relevanceTo, timeSpanOf } from '../lib/news/sentiment.js'
 import {
   AggregateOutput, ArticleOutput, FreshnessOutput, QuotaOutput, TimeSpanOutput,
@@ -11,6 +13,15 @@ import {
 
 const LIST_SIZE = 'must list 1 to 5 ticker symbols'
 const TickerList = z.array(Ticker).min(1, LIST_SIZE).max(5, LIST_SIZE)
+
+/**
+ * One symbol, or a company name the shipped symbol list knows
+ * ("Apple", "Bank of America"), kept as typed for the handler to resolve:
+ * anything else is refused by the schema as before.
+ */
+const TickerOrName = z.string().trim().max(64)
+  .refine(value => TICKER.test(value) || shippedSymbols().resolve(value).kind === 'candidates',
+    'must be a ticker symbol such as AAPL, BRK.B, CRYPTO:BTC or FOREX:USD (or the name of a listed company)')
 
 /**
  * `tickers` (the old name) and comma-separated symbols both become the one
@@ -37,8 +48,8 @@ function tickerError (issue: { input?: unknown }): string {
 }
 
 export const NewsSentimentInput = z.preprocess(foldTickers, z.object({
-  ticker: z.union([Ticker, TickerList], { error: tickerError })
-    .describe('One ticker symbol: a stock (AAPL, BRK.B), crypto (CRYPTO:BTC) or currency (FOREX:EUR). ' +
+  ticker: z.union([TickerOrName, TickerList], { error: tickerError })
+    .describe('One ticker symbol: a stock (AAPL, BRK.B), crypto (CRYPTO:BTC) or currency (FOREX:EUR); a company name is looked up. ' +
       'A list of symbols (up to 5) means only articles that mention ALL of them; to compare tickers side by side use compare_news_sentiment'),
   topics: z.array(Topic).min(1).max(5).optional().describe('Only articles on these topics'),
   timeFrom: TimeArg.optional().describe(timeFromDescription),
@@ -99,7 +110,61 @@ export function presentTickers (analysis: TickersAnalysis, tickers: string[], li
   }
 }
 
+/** The candidates a name may mean, as a person reads them: "AAPL (Apple Inc., NASDAQ), APLE (…)". */
+function candidateList (candidates: SymbolEntry[]): string {
+  return candidates.map(describeSymbol).join(', ')
+}
+
+/**
+ * A company name or an ambiguous symbol ("Apple", "BRK") as one ticker: the
+ * user chooses among the candidates of the shipped list through the client
+ * (elicitation, form mode, MCP client "Elicitation") where the client offers
+ * it; where it does not, the model is told the candidates and to call again.
+ */
+export async function chooseTicker (typed: string, candidates: SymbolEntry[], ctx: Pick<ToolContext, 'elicit'>): Promise<string> {
+  const again = `call get_news_sentiment again with one of them as ticker: ${candidateList(candidates)}`
+  let answer
+  try {
+    answer = await ctx.elicit({
+      message: `"${typed}" is not a ticker symbol. Which one do you mean?`,
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          ticker: {
+            type: 'string',
+            title: 'Ticker',
+            description: `Symbols matching "${typed}"`,
+            enum: candidates.map(c => c.ticker),
+            enumNames: candidates.map(describeSymbol)
+          }
+        },
+        required: ['ticker']
+      }
+    })
+  } catch (err) {
+    if (err instanceof ClientCapabilityError) throw new ToolError(`"${typed}" is not a ticker symbol; it may mean several. Ask the user which one, then ${again}.`)
+    throw err
+  }
+  const chosen = answer.action === 'accept' ? answer.content?.ticker : undefined
+  if (typeof chosen === 'string' && candidates.some(c => c.ticker === chosen)) return chosen
+  throw new ToolError(`The user chose no ticker for "${typed}". If they still want news, ${again}.`)
+}
+
+/**
+ * The one ticker asked about: a listed or symbol-shaped one as it is, or the
+ * candidates a name or an ambiguous symbol may mean. Synchronous, and a listed
+ * symbol costs one Map lookup: this is on every call of the tool.
+ */
+function tickerOf (symbols: SymbolIndex, typed: string): string | SymbolEntry[] {
+  const upper = typed.toUpperCase()
+  if (symbols.has(upper)) return upper
+  const resolution = symbols.resolve(typed)
+  // Not in the list but shaped like a symbol (the schema saw to that): asked as it is (the list is not exhaustive).
+  return resolution.kind === 'candidates' ? resolution.candidates : upper
+}
+
 export default async function newsSentimentTool (fastify: FastifyInstance): Promise<void> {
+  const symbols = shippedSymbols()
   const responder = new NewsResponder<NewsSentimentResult>(fastify.news)
   fastify.mcpTool({
     name: 'get_news_sentiment',
@@ -113,7 +178,13 @@ export default async function newsSentimentTool (fastify: FastifyInstance): Prom
     annotations: { title: 'News sentiment for a ticker', readOnlyHint: true, openWorldHint: true, idempotentHint: true, destructiveHint: false }
   }, async (args, ctx) => {
     // A list means all of them. (One ticker, the usual case, allocates nothing more.)
-    const tickers = typeof args.ticker === 'string' ? [args.ticker] : [...new Set(args.ticker)]
+    let tickers: string[]
+    if (typeof args.ticker === 'string') {
+      const one = tickerOf(symbols, args.ticker)
+      tickers = [typeof one === 'string' ? one : await chooseTicker(args.ticker, one, ctx)]
+    } else {
+      tickers = [...new Set(args.ticker)]
+    }
     return await responder.respond(
       toNewsQuery(args, tickers),
       tickers.length === 1 ? String(args.limit) : `${tickers.join(',')}|${args.limit}`,

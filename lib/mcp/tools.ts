@@ -1,7 +1,8 @@
 import { z } from 'zod'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormats from 'ajv-formats'
-import type { CallToolResult, ToolAnnotations, Tool } from '@modelcontextprotocol/sdk/types.js'
+import { IconSchema, type CallToolResult, type Icon, type ToolAnnotations, type Tool } from '@modelcontextprotocol/sdk/types.js'
 import type { FastifyBaseLogger } from 'fastify'
 import type { AuthContext } from '../auth/access-token-verifier.js'
 import type { McpLogger } from './logging.js'
@@ -9,15 +10,17 @@ import type {
   ClientCapabilities, ClientRequestOptions, CreateMessageParams, CreateMessageResult, ElicitParams, ElicitResult
 } from './client-requests.js'
 
-export type { CallToolResult, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
+export type { CallToolResult, Icon, ToolAnnotations } from '@modelcontextprotocol/sdk/types.js'
 
 /** A zod 4 schema of an object (the app's own zod: zod is a peer dependency). */
 export type ZodObjectSchema = z.ZodType<Record<string, unknown>>
 
 /**
  * A JSON Schema of an object: what Fastify routes are written in. A TypeBox
- * `Type.Object(…)` is one too. Validated with ajv (draft-07, the dialect
- * Fastify's own validator uses), compiled once when the tool is registered.
+ * `Type.Object(…)` is one too. Validated with ajv, compiled once when the
+ * tool is registered: in draft-07 (the dialect Fastify's own validator uses)
+ * unless `$schema` names 2020-12 (MCP 2025-11-25 "JSON Schema Usage"). The
+ * schema reaches clients as it was given, `$schema` included.
  */
 export interface JsonObjectSchema {
   type: 'object'
@@ -50,7 +53,10 @@ export type SchemaValue<S> =
 export interface ToolDefinition<I extends ObjectSchema = ObjectSchema, O extends ObjectSchema = ObjectSchema> {
   /** 1–128 characters of A–Z a–z 0–9 _ - . (MCP 2025-11-25, tools "Tool Names"). */
   name: string
+  /** A name for people (MCP 2025-06-18 "BaseMetadata"). */
   title?: string
+  /** Icons a client may show (MCP 2025-11-25 "Icons"): https, http or data: URIs. */
+  icons?: Icon[]
   /** Written for a model choosing between tools. */
   description: string
   inputSchema: I
@@ -132,6 +138,32 @@ export interface RegisteredTool {
 }
 
 const TOOL_NAME = /^[A-Za-z0-9_.-]{1,128}$/
+const DRAFT_2020_12 = /^https?:\/\/json-schema\.org\/draft\/2020-12\/schema#?$/
+const DRAFT_07 = /^https?:\/\/json-schema\.org\/draft-07\/schema#?$/
+/** MCP 2025-11-25 "Icons", security: a client fetches these, so only web and inline images (no file:, javascript:…). */
+const ICON_SCHEMES = new Set(['https:', 'http:', 'data:'])
+
+/**
+ * Checks the `icons` of a tool, prompt or resource (MCP 2025-11-25 "Icons"):
+ * undefined, or an array of `{ src, mimeType?, sizes?, theme? }` whose src is
+ * an https, http or data: URI. Throws at registration otherwise.
+ */
+export function checkIcons (icons: unknown, what: string): Icon[] | undefined {
+  if (icons === undefined) return undefined
+  const fail = (why: string): never => { throw new Error(`mcp: ${what} icons ${why}`) }
+  if (!Array.isArray(icons)) fail('must be an array of { src, mimeType?, sizes?, theme? }')
+  return (icons as unknown[]).map((icon, i) => {
+    const parsed = IconSchema.strict().safeParse(icon)
+    if (!parsed.success) fail(`[${i}] must be { src, mimeType?, sizes?, theme? } (${parsed.error.issues.map(issue => issue.message).join('; ')})`)
+    const src = (parsed.data as Icon).src
+    let scheme: string | undefined
+    try {
+      scheme = new URL(src).protocol
+    } catch {}
+    if (scheme === undefined || !ICON_SCHEMES.has(scheme)) fail(`[${i}] src must be an https, http or data: URI`)
+    return parsed.data as Icon
+  })
+}
 /** RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 /** Distinct scope sets whose filtered tools/list is kept. */
@@ -167,7 +199,7 @@ function formatAjvErrors (errors: ErrorObject[]): string {
 }
 
 /** The JSON Schema a client sees, and the check the server runs, for one schema of one tool. */
-function compile (ajv: Ajv, schema: unknown, io: 'input' | 'output', what: string): { json: Tool['inputSchema'], check: Check } {
+function compile (ajv: Validators, schema: unknown, io: 'input' | 'output', what: string): { json: Tool['inputSchema'], check: Check } {
   if (isZod(schema)) {
     let json: Record<string, unknown>
     try {
@@ -176,8 +208,10 @@ function compile (ajv: Ajv, schema: unknown, io: 'input' | 'output', what: strin
       throw new Error(`mcp: ${what} cannot be expressed as JSON Schema: ${(err as Error).message}`)
     }
     if (json.type !== 'object') throw new Error(`mcp: ${what} must be an object schema (MCP tools take and return JSON objects)`)
-    // Clients validate with their own JSON Schema engine; a `$schema` naming a
-    // dialect they do not bundle makes them reject the tool (2020-12 is the default dialect anyway).
+    // zod writes `$schema` on every schema it converts, naming its own target
+    // (2020-12, MCP 2025-11-25's default dialect when `$schema` is absent):
+    // dropping it changes nothing a client reads, and keeps tools/list small.
+    // (A developer's own JSON Schema keeps its `$schema`: see below.)
     delete json.$schema
     return {
       json: withoutSafeIntegerBounds(json) as Tool['inputSchema'],
@@ -195,10 +229,23 @@ function compile (ajv: Ajv, schema: unknown, io: 'input' | 'output', what: strin
   }
   if ((schema as { type?: unknown }).type !== 'object') throw new Error(`mcp: ${what} must be an object schema (MCP tools take and return JSON objects)`)
   // JSON.parse(JSON.stringify()) drops TypeBox's symbol-keyed metadata and anything that is not JSON.
-  const { $schema: _dialect, ...json } = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>
+  // The schema goes to clients untouched (SEP-1613: `$schema`, `$defs`, `additionalProperties` preserved).
+  const json = JSON.parse(JSON.stringify(schema)) as Record<string, unknown>
+  const dialect = json.$schema
+  let validator: Ajv
+  if (dialect === undefined || (typeof dialect === 'string' && DRAFT_07.test(dialect))) {
+    validator = ajv.draft07
+  } else if (typeof dialect === 'string' && DRAFT_2020_12.test(dialect)) {
+    validator = ajv.draft2020
+  } else {
+    throw new Error(`mcp: ${what} names a JSON Schema dialect this server cannot validate (${JSON.stringify(dialect)}); use draft 2020-12 or draft-07`)
+  }
   let validate: ValidateFunction
   try {
-    validate = ajv.compile(json)
+    // Without `$schema` for ajv: the dialect is chosen by the instance, and a
+    // schema object is compiled once (ajv would also refuse the same $id twice).
+    const { $schema: _dialect, ...body } = json
+    validate = validator.compile(body)
   } catch (err) {
     throw new Error(`mcp: ${what} is not a valid JSON Schema: ${(err as Error).message}`)
   }
@@ -218,6 +265,9 @@ function checkScopes (scopes: unknown, name: string): readonly string[] {
   return [...new Set(scopes as string[])]
 }
 
+interface Validators { draft07: Ajv, draft2020: Ajv }
+const AJV_OPTIONS = { strict: false, useDefaults: true, allErrors: false, coerceTypes: false } as const
+
 /** The tool registry: one per server, shared by every session. */
 export class ToolRegistry {
   readonly #tools = new Map<string, RegisteredTool>()
@@ -225,9 +275,12 @@ export class ToolRegistry {
   /** Filtered tools/list results by the caller's granted scopes, while some tool needs scopes of its own. */
   readonly #listsByScopes = new Map<string, { tools: Tool[] }>()
   #scoped = false
-  // One validator for every JSON Schema tool: schemas compile at registration, never per call.
+  // One validator per dialect for every JSON Schema tool: schemas compile at registration, never per call.
   // useDefaults as Fastify does, so that `default` fills in missing arguments as with zod.
-  readonly #ajv = addFormats.default(new Ajv({ strict: false, useDefaults: true, allErrors: false, coerceTypes: false }))
+  readonly #ajv: Validators = {
+    draft07: addFormats.default(new Ajv(AJV_OPTIONS)),
+    draft2020: addFormats.default(new Ajv2020(AJV_OPTIONS)) as unknown as Ajv
+  }
 
   register<I extends ObjectSchema, O extends ObjectSchema>(def: ToolDefinition<I, O>, handler: ToolHandler<I, O>): void {
     if (def === null || typeof def !== 'object') throw new Error('mcp: a tool needs a definition object')
@@ -238,6 +291,8 @@ export class ToolRegistry {
     if (typeof def.description !== 'string' || def.description.trim() === '') throw new Error(`mcp: tool "${def.name}" needs a description`)
     if (def.inputSchema === undefined) throw new Error(`mcp: tool "${def.name}" needs an inputSchema (zod 4, JSON Schema or TypeBox)`)
     if (typeof handler !== 'function') throw new Error(`mcp: tool "${def.name}" needs a handler function`)
+    if (def.title !== undefined && (typeof def.title !== 'string' || def.title.trim() === '')) throw new Error(`mcp: tool "${def.name}" title must be a non-empty string`)
+    const icons = checkIcons(def.icons, `tool "${def.name}"`)
     const scopes = checkScopes(def.scopes, def.name)
 
     const input = compile(this.#ajv, def.inputSchema, 'input', `tool "${def.name}" inputSchema`)
@@ -246,6 +301,7 @@ export class ToolRegistry {
       name: def.name,
       ...(def.title !== undefined && { title: def.title }),
       description: def.description,
+      ...(icons !== undefined && { icons }),
       inputSchema: input.json,
       ...(output !== undefined && { outputSchema: output.json }),
       ...(def.annotations !== undefined && { annotations: def.annotations })

@@ -1,6 +1,6 @@
 import { AlphaVantageError, type NewsFeed, type NewsQuery } from './alpha-vantage.js'
 import type { NewsAnswer, NewsService } from './service.js'
-import { freshnessOf, noticeLines } from './format.js'
+import { ageText, freshnessOf, noticeLines } from './format.js'
 import { BoundedLru } from './lru.js'
 import { ToolError, type CallToolResult } from '../mcp/tools.js'
 import type { AuthContext } from '../auth/access-token-verifier.js'
@@ -52,6 +52,21 @@ export interface ResponderOptions {
 export interface ResponderCallOptions {
   readonly signal?: AbortSignal
   readonly auth?: AuthContext | null
+  /**
+   * MCP logging (a tool context's `mcpLog`): told of a stale answer served,
+   * the quota nearly or entirely spent, and (through the service) a retry.
+   */
+  readonly mcpLog?: { readonly notice: (data: unknown, logger?: string) => void, readonly warning: (data: unknown, logger?: string) => void }
+}
+
+/** Tells the client's log what the answer's notices tell the model: only when there is something to tell. */
+function logNotices (answer: NewsAnswer, mcpLog: NonNullable<ResponderCallOptions['mcpLog']>): void {
+  if (answer.staleReason !== undefined) {
+    mcpLog.warning({ message: `Served a stale answer (${ageText(answer.ageSeconds)} old, fetched ${answer.fetchedAt}): ${answer.staleReason}` }, 'news')
+  }
+  const q = answer.quota
+  if (q.state === 'spent') mcpLog.warning({ message: `Alpha Vantage quota spent for today (${q.used}/${q.limit}); only cached questions are answered until ${q.resetsAt}`, quota: q }, 'news')
+  else if (q.state === 'near') mcpLog.notice({ message: `Alpha Vantage quota nearly spent: ${q.used} of ${q.limit} requests used today`, quota: q }, 'news')
 }
 
 /**
@@ -107,6 +122,11 @@ export class NewsResponder<S extends { freshness: unknown, quota: unknown }> {
       throw err
     }
     const { quota } = answer
+    // Nothing to read on the usual path: a fresh answer with quota left.
+    if (answer.staleReason !== undefined || quota.state !== 'ok') {
+      const mcpLog = opts.mcpLog
+      if (mcpLog !== undefined) logNotices(answer, mcpLog)
+    }
     const source = `${answer.key}@${answer.fetchedAt}`
     const stamp = `${answer.ageSeconds}|${String(answer.cached)}|${answer.staleReason ?? ''}|${quota.used}|${quota.limit}|${quota.resetsAt}`
     const resultKey = `${answer.key}#${callKey}`

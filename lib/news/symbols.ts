@@ -71,6 +71,11 @@ export class SymbolIndex {
     return this.#entries.length
   }
 
+  /** Whether the list holds exactly this symbol (upper case, trimmed): the cheap check of a hot path. */
+  has (ticker: string): boolean {
+    return this.#byTicker.has(ticker)
+  }
+
   /** The entry for a symbol, case-insensitive. */
   get (ticker: string): SymbolEntry | undefined {
     return this.#byTicker.get(ticker.trim().toUpperCase())

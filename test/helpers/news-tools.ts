@@ -2,6 +2,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import { MCP_HEADERS, openSession, type TestContext } from './build-app.js'
 import { newsFixture } from './fake-alpha-vantage.js'
 import { referenceIso } from './eastern-reference.js'
+import { sseMessages } from './mcp-app.js'
 
 /** What a tools/call answered: the JSON-RPC error, or the result. */
 export interface ToolAnswer {
@@ -14,6 +15,8 @@ export interface ToolAnswer {
   }
   /** The first text block ('' when there is none). */
   text: string
+  /** Notifications sent before the answer (the answer then streams as SSE): MCP log messages, progress. */
+  notifications: Array<{ method: string, params?: any }>
 }
 
 let nextId = 100
@@ -28,8 +31,11 @@ export async function toolCaller (ctx: TestContext, protocolVersion = '2025-06-1
       headers: { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': protocolVersion },
       payload: { jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: { name, arguments: args } }
     })
-    const body = res.json()
-    return { res, error: body.error, result: body.result, text: body.result?.content?.[0]?.text ?? '' }
+    // Log messages before the answer make it stream (SSE): the response is its last message.
+    const messages = String(res.headers['content-type']).startsWith('text/event-stream') ? sseMessages(res.body) : [res.json()]
+    const body = messages.find(m => 'id' in m) as Record<string, any>
+    const notifications = messages.filter(m => !('id' in m)) as ToolAnswer['notifications']
+    return { res, error: body.error, result: body.result, text: body.result?.content?.[0]?.text ?? '', notifications }
   }
 }
 

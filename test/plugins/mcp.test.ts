@@ -26,7 +26,7 @@ t.test('initialize', async t => {
       const body = res.json()
       t.equal(body.id, 7)
       t.equal(body.result.protocolVersion, version)
-      t.same(body.result.capabilities, { tools: { listChanged: false }, logging: {} })
+      t.same(body.result.capabilities, { tools: { listChanged: false }, logging: {}, prompts: { listChanged: true }, resources: { subscribe: true, listChanged: true }, completions: {} })
       t.equal(body.result.serverInfo.name, 'finance-news-mcp')
       t.match(body.result.instructions, /get_news_sentiment/)
     }
@@ -109,7 +109,7 @@ t.test('messages within a session', async t => {
   })
 
   t.test('an unknown method is -32601', async t => {
-    const res = await postMcp(ctx.app, { jsonrpc: '2.0', id: 9, method: 'resources/list' }, headers)
+    const res = await postMcp(ctx.app, { jsonrpc: '2.0', id: 9, method: 'resources/delete' }, headers)
     t.equal(res.statusCode, 200)
     t.equal(res.json().id, 9)
     t.equal(res.json().error.code, -32601)

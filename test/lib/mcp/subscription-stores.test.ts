@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import {
   MemorySubscriptionStore, RedisSubscriptionStore, SubscriptionLimitError, MAX_SUBSCRIPTIONS_PER_SESSION, type SubscriptionStore
 } from '../../../lib/mcp/subscriptions.js'
-import { RedisServer, sharedRedis, until } from '../../helpers/redis-server.js'
+import { RedisServer, sharedRedis } from '../../helpers/redis-server.js'
 import type { SharedRedis } from '../../../plugins/redis.js'
 
 interface Made { store: SubscriptionStore, live: (id: string) => Promise<void> }

@@ -80,7 +80,18 @@ t.test('malformed definitions are refused at registration', async t => {
     ['array input schema', { name: 'n', description: 'd', inputSchema: z.array(z.string()) }, /inputSchema must be an object schema/],
     ['non-object output schema', { name: 'n', description: 'd', inputSchema: input, outputSchema: z.number() }, /outputSchema must be an object schema/],
     ['a schema zod cannot convert (duplicate ids)', { name: 'n', description: 'd', inputSchema: z.object({ a: z.string().meta({ id: 'X' }), b: z.number().meta({ id: 'X' }) }) }, /^mcp: tool "n" inputSchema cannot be expressed as JSON Schema: Duplicate schema id/],
-    ['no handler', { name: 'n', description: 'd', inputSchema: input }, /needs a handler function/, 'not a function']
+    ['no handler', { name: 'n', description: 'd', inputSchema: input }, /needs a handler function/, 'not a function'],
+    ['a blank title', { name: 'n', title: ' ', description: 'd', inputSchema: input }, /^mcp: tool "n" title must be a non-empty string$/],
+    ['a number as title', { name: 'n', title: 7, description: 'd', inputSchema: input }, /title must be a non-empty string/],
+    ['icons not an array', { name: 'n', description: 'd', inputSchema: input, icons: { src: 'https://x.test/i.png' } }, /^mcp: tool "n" icons must be an array/],
+    ['an icon without src', { name: 'n', description: 'd', inputSchema: input, icons: [{ mimeType: 'image/png' }] }, /^mcp: tool "n" icons \[0\] must be \{ src, mimeType\?, sizes\?, theme\? \}/],
+    ['an icon with an unknown member', { name: 'n', description: 'd', inputSchema: input, icons: [{ src: 'https://x.test/i.png', size: 4 }] }, /icons \[0\] must be/],
+    ['an icon with a bad theme', { name: 'n', description: 'd', inputSchema: input, icons: [{ src: 'https://x.test/i.png', theme: 'blue' }] }, /icons \[0\] must be/],
+    ['an icon on a file: URI', { name: 'n', description: 'd', inputSchema: input, icons: [{ src: 'https://x.test/a.png' }, { src: 'file:///etc/passwd' }] }, /^mcp: tool "n" icons \[1\] src must be an https, http or data: URI$/],
+    ['an icon on a javascript: URI', { name: 'n', description: 'd', inputSchema: input, icons: [{ src: 'javascript:alert(1)' }] }, /src must be an https, http or data: URI/],
+    ['an icon src that is no URI', { name: 'n', description: 'd', inputSchema: input, icons: [{ src: 'icon.png' }] }, /src must be an https, http or data: URI/],
+    ['a JSON Schema of an unknown dialect', { name: 'n', description: 'd', inputSchema: { $schema: 'http://json-schema.org/draft-04/schema#', type: 'object' } }, /^mcp: tool "n" inputSchema names a JSON Schema dialect this server cannot validate \("http:\/\/json-schema.org\/draft-04\/schema#"\); use draft 2020-12 or draft-07$/],
+    ['a $schema that is no string', { name: 'n', description: 'd', inputSchema: { $schema: 7, type: 'object' } }, /names a JSON Schema dialect this server cannot validate \(7\)/]
   ]
   for (const [what, def, message, fn] of cases) {
     t.throws(registering(def, fn ?? handler), message, what)
@@ -105,8 +116,7 @@ t.test('a plain JSON Schema (Fastify style) is listed as given and validated wit
   } as const
   registry.register({ name: 'json', description: 'JSON Schema tool', inputSchema, outputSchema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'] } }, handler)
   const tool = registry.get('json')
-  const { $schema: _dialect, ...published } = inputSchema
-  t.same(tool?.definition.inputSchema, published, 'the schema as written, without a $schema a client may not bundle')
+  t.same(tool?.definition.inputSchema, inputSchema, 'the schema as written, $schema included')
   t.same(tool?.checkInput({ email: 'a@example.com' }), { success: true, data: { email: 'a@example.com', n: 5 } }, 'defaults filled in, as Fastify does')
   t.same(tool?.checkInput({ email: 'not-an-email' }), { success: false, issues: 'email: must match format "email"' }, 'formats are checked (ajv-formats)')
   t.same(tool?.checkInput({}), { success: false, issues: "(arguments): must have required property 'email'" })
@@ -162,4 +172,50 @@ t.test('scopes: recorded per tool, collected, and used to filter a listing', asy
   t.equal(registry.listPermitted(['news:admin']), registry.listPermitted(['news:admin']), 'one result per scope set, reused')
   for (let i = 0; i < 70; i++) registry.listPermitted([`s${i}`])
   t.same(registry.listPermitted(['news:admin']).tools.map(x => x.name), ['open', 'admin'], 'the bounded cache evicts, answers stay right')
+})
+
+t.test('title and icons are listed as given (MCP 2025-11-25 "Icons")', async t => {
+  const registry = new ToolRegistry()
+  const icons = [
+    { src: 'https://example.com/icon.svg', mimeType: 'image/svg+xml', sizes: ['any'], theme: 'light' as const },
+    { src: 'data:image/png;base64,iVBORw0KGgo=', mimeType: 'image/png', sizes: ['48x48'] }
+  ]
+  registry.register({ name: 'iconic', title: 'Iconic tool', description: 'd', icons, inputSchema: input }, handler)
+  t.same(registry.list().tools[0], { name: 'iconic', title: 'Iconic tool', description: 'd', icons, inputSchema: registry.get('iconic')?.definition.inputSchema })
+  t.same(registry.get('iconic')?.definition.icons, icons)
+})
+
+t.test('a JSON Schema 2020-12 schema is listed untouched ($schema, $defs, additionalProperties) and validated as 2020-12 (SEP-1613)', async t => {
+  const registry = new ToolRegistry()
+  const inputSchema = {
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    type: 'object',
+    $defs: { address: { type: 'object', properties: { street: { type: 'string' }, city: { type: 'string' } }, required: ['city'] } },
+    properties: {
+      name: { type: 'string' },
+      address: { $ref: '#/$defs/address' },
+      // 2020-12 only: tuple validation with prefixItems (draft-07 would ignore it).
+      point: { type: 'array', prefixItems: [{ type: 'number' }, { type: 'number' }], items: false }
+    },
+    additionalProperties: false
+  } as const
+  const outputSchema = { $schema: 'https://json-schema.org/draft/2020-12/schema', type: 'object', properties: { ok: { type: 'boolean' } }, unevaluatedProperties: false } as const
+  registry.register({ name: 'json2020', description: 'd', inputSchema, outputSchema }, handler)
+  const tool = registry.get('json2020')
+  t.same(tool?.definition.inputSchema, inputSchema, 'exactly as given')
+  t.same(tool?.definition.outputSchema, outputSchema)
+  t.same(tool?.checkInput({ name: 'a', address: { city: 'Paris' }, point: [1, 2] }).success, true)
+  t.same(tool?.checkInput({ address: {} }), { success: false, issues: "address: must have required property 'city'" }, '$ref into $defs')
+  t.same(tool?.checkInput({ point: [1, 2, 3] }), { success: false, issues: 'point: must NOT have more than 2 items' }, 'prefixItems with items: false (2020-12)')
+  t.same(tool?.checkInput({ other: 1 }), { success: false, issues: '(arguments): must NOT have additional properties' })
+  t.same(tool?.checkOutput?.({ ok: true, extra: 1 }), { success: false, issues: '(arguments): must NOT have unevaluated properties' }, 'unevaluatedProperties (2020-12)')
+  // The same schema registered twice (two tools) compiles twice without an "already exists" error.
+  registry.register({ name: 'json2020b', description: 'd', inputSchema, outputSchema }, handler)
+  t.ok(registry.get('json2020b'))
+})
+
+t.test('a zod schema is listed without zod\'s $schema (its dialect is the default one)', async t => {
+  const registry = new ToolRegistry()
+  registry.register({ name: 'z', description: 'd', inputSchema: input }, handler)
+  t.notOk('$schema' in (registry.get('z')?.definition.inputSchema ?? {}))
 })
