@@ -124,6 +124,10 @@ t.test('the fixture\'s tools answer as the scenarios expect', async t => {
   t.same(progress, [{ progress: 0, total: 100 }, { progress: 50, total: 100 }, { progress: 100, total: 100 }])
   t.ok(Date.now() - started >= 90, 'about 50 ms between reports')
 
+  const schema = tools.find(tool => tool.name === 'json_schema_2020_12_tool')?.inputSchema as Record<string, unknown>
+  t.equal(schema.$schema, 'https://json-schema.org/draft/2020-12/schema', 'the schema as written (json-schema-2020-12)')
+  t.same(Object.keys(schema.$defs as object), ['address'])
+  t.equal(schema.additionalProperties, false)
   t.same((await call('json_schema_2020_12_tool', { name: 'Ada', address: { city: 'London' } })).content,
     [{ type: 'text', text: 'Received: {"name":"Ada","address":{"city":"London"}}' }])
   const refused = await call('json_schema_2020_12_tool', { name: 'Ada', extra: true })
