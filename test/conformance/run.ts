@@ -16,7 +16,7 @@
  * pass only; `--verbose` prints the suite's output of every scenario that did
  * not pass; `--keep` keeps the results directory.
  */
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -41,10 +41,27 @@ const expectedFile = join(root, 'conformance/expected-failures.json')
 
 interface Outcome { code: number | null, output: string, timedOut: boolean }
 
+/** The processes this run started (the suite's, each in a process group of its own, and redis-server): killed if the run is stopped. */
+const children = new Set<ChildProcess>()
+
+function killGroup (child: ChildProcess): void {
+  try { process.kill(-(child.pid as number), 'SIGKILL') } catch {}
+}
+
+/** Ends the run now (time limit, Ctrl-C): nothing it started outlives it. */
+function abort (message: string, code: number): never {
+  console.error(message)
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) killGroup(child)
+  }
+  process.exit(code)
+}
+
 /** Runs the suite's CLI on the suite's Node; the process group is killed at the timeout. */
 function runSuite (args: string[], timeoutMs: number): Promise<Outcome> {
   return new Promise(resolve => {
     const child = spawn(suiteNode, [suiteCli, ...args], { cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+    children.add(child)
     let output = ''
     const collect = (chunk: Buffer): void => { output += chunk.toString() }
     child.stdout.on('data', collect)
@@ -52,11 +69,12 @@ function runSuite (args: string[], timeoutMs: number): Promise<Outcome> {
     let timedOut = false
     const timer = setTimeout(() => {
       timedOut = true
-      try { process.kill(-(child.pid as number), 'SIGKILL') } catch {}
+      killGroup(child)
     }, timeoutMs)
     child.on('error', err => { output += String(err) })
     child.on('close', code => {
       clearTimeout(timer)
+      children.delete(child)
       resolve({ code, output, timedOut })
     })
   })
@@ -90,8 +108,9 @@ async function runScenario (url: string, scenario: string, resultsDir: string): 
 async function startRedis (): Promise<{ url: string, stop: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'mcp-conformance-redis-'))
   const socket = join(dir, 'redis.sock')
-  const child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
-  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+  const child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { detached: true, stdio: 'ignore' })
+  children.add(child)
+  const exited = new Promise<void>(resolve => child.once('exit', () => { children.delete(child); resolve() }))
   const stop = async (): Promise<void> => {
     if (child.exitCode === null) child.kill('SIGKILL')
     await exited
@@ -181,11 +200,8 @@ async function main (): Promise<number> {
   return judgement.ok ? 0 : 1
 }
 
-const deadline = setTimeout(() => {
-  console.error(`conformance: the run took longer than ${RUN_TIMEOUT_MS / 60_000} minutes; stopped`)
-  process.exit(1)
-}, RUN_TIMEOUT_MS)
-deadline.unref()
+setTimeout(() => abort(`conformance: the run took longer than ${RUN_TIMEOUT_MS / 60_000} minutes; stopped`, 1), RUN_TIMEOUT_MS).unref()
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => abort(`conformance: ${signal}; stopped`, 130))
 
 main().then(code => {
   process.exitCode = code
