@@ -188,7 +188,9 @@ export default async function app (fastify: FastifyInstance, opts: AppOptions): 
     instructions: 'Financial news with sentiment scores from Alpha Vantage, shared by all users on one daily quota: ' +
       'get_news_sentiment for a ticker (AAPL, BRK.B, CRYPTO:BTC, FOREX:EUR), get_market_news for topics, ' +
       'get_sentiment_trend (is the mood on a ticker improving?), get_news_movers (who moves the news?), compare_news_sentiment (X or Y?). ' +
-      'Repeated and narrower questions are answered from a cache.',
+      'Repeated and narrower questions are answered from a cache. ' +
+      'Prompts: sentiment_brief, compare_sentiment. Resources: news://methodology (how scores and labels are computed), news://topics, ' +
+      'news://sentiment/{ticker} (a ticker\'s latest sentiment from the same cache, subscribable).',
     allowedOrigins: cfg.mcp.allowedOrigins,
     sessionIdleTtlMs: cfg.mcp.sessionIdleTtlMs,
     maxSessions: cfg.mcp.maxSessions,

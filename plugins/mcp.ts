@@ -25,7 +25,7 @@ import { MemorySessionMessenger, RedisSessionMessenger, type SessionMessenger } 
 import { installFeatures } from '../lib/mcp/features.js'
 
 export { ToolError } from '../lib/mcp/tools.js'
-export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue } from '../lib/mcp/tools.js'
+export type { ToolDefinition, ToolHandler, ToolContext, ToolResult, ObjectSchema, JsonObjectSchema, ZodObjectSchema, SchemaValue, Icon } from '../lib/mcp/tools.js'
 export { ClientCapabilityError, ClientRequestError, ClientCapabilityBit } from '../lib/mcp/client-requests.js'
 export type {
   ClientCapabilities, ClientRequestOptions, ClientRequestFailure, CreateMessageParams, CreateMessageResult, ElicitParams, ElicitResult
@@ -940,6 +940,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     const answered = new Promise<Record<string, unknown>>((_resolve, _reject) => { resolve = _resolve; reject = _reject })
     await clientRequests.expect(id, session.id, kind, timeout, { resolve, reject })
     const stop = (err: ClientRequestError): void => {
+      /* c8 ignore next -- the answer and the timeout (or the cancel) in the same turn: the answer won */
       if (!clientRequests.forget(id)) return
       reject(err)
       // MCP utilities "Cancellation": the client learns that the request is void (not after the session's end: nobody listens).
@@ -957,6 +958,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     }
     signal.addEventListener('abort', onAbort, { once: true })
     try {
+      /* c8 ignore next -- cancelled while the shared store was recording the request (timing): it is never sent */
       if (signal.aborted) onAbort()
       else scope.emit({ jsonrpc: '2.0', id, method, params })
       return await answered

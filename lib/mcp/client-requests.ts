@@ -227,10 +227,6 @@ export interface ClientRequestRouter {
 export class MemoryClientRequestRouter implements ClientRequestRouter {
   readonly #waiting = new Map<string, Waiting>()
 
-  get size (): number {
-    return this.#waiting.size
-  }
-
   async expect (id: string, sessionId: string, kind: PendingKind, _timeoutMs: number, waiting: Pick<Waiting, 'resolve' | 'reject'>): Promise<void> {
     this.#waiting.set(id, { sessionId, kind, ...waiting })
   }

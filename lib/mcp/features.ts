@@ -113,6 +113,7 @@ export function installFeatures (fastify: FastifyInstance, protocol: McpProtocol
       await subscriptions.subscribe(sessionId, uri)
     } catch (err) {
       if (err instanceof SubscriptionLimitError) throw new RpcFailure(RpcError.InvalidParams, `Invalid params: ${err.message}`)
+      /* c8 ignore next 2 -- Redis failing between the session check and the subscribe (timing): the protocol answers -32603 */
       throw err
     }
     return {}
@@ -171,6 +172,7 @@ export function installFeatures (fastify: FastifyInstance, protocol: McpProtocol
       const sessions = await subscriptions.subscribers(uri)
       // MCP resources "Subscriptions": notifications/resources/updated carries the URI (2025-06-18 adds no other field but title).
       for (const sessionId of sessions) fastify.mcpNotify(sessionId, { method: 'notifications/resources/updated', params: { uri } })
+      /* c8 ignore next 3 -- Redis unavailable while an update is raised: logged, the caller is not failed */
     } catch (err) {
       fastify.log.warn({ err: { message: (err as Error).message } }, 'MCP resource update not delivered')
     }

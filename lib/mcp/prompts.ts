@@ -1,6 +1,7 @@
 import type { GetPromptResult, Icon, Prompt } from '@modelcontextprotocol/sdk/types.js'
 import { RpcError, RpcFailure } from './protocol.js'
 import { stringArguments, type CompletionFunction, type McpRequestContext } from './completion.js'
+import { checkIcons } from './tools.js'
 
 export type { GetPromptResult, Icon, Prompt } from '@modelcontextprotocol/sdk/types.js'
 
@@ -47,6 +48,7 @@ export class PromptRegistry {
     }
     if (this.#prompts.has(def.name)) throw new Error(`mcp: prompt "${def.name}" is already registered`)
     if (typeof handler !== 'function') throw new Error(`mcp: prompt "${def.name}" needs a handler function`)
+    const icons = checkIcons(def.icons, `prompt "${def.name}"`)
     const args = new Map<string, PromptArgumentDefinition>()
     for (const arg of def.arguments ?? []) {
       if (typeof arg?.name !== 'string' || arg.name === '') throw new Error(`mcp: prompt "${def.name}" has an argument without a name`)
@@ -58,7 +60,7 @@ export class PromptRegistry {
       name: def.name,
       ...(def.title !== undefined && { title: def.title }),
       ...(def.description !== undefined && { description: def.description }),
-      ...(def.icons !== undefined && { icons: def.icons }),
+      ...(icons !== undefined && { icons }),
       ...(args.size > 0 && {
         arguments: [...args.values()].map(a => ({
           name: a.name,
@@ -70,10 +72,6 @@ export class PromptRegistry {
     }
     this.#prompts.set(def.name, { prompt, arguments: args, handler })
     this.#list = undefined
-  }
-
-  get (name: string): RegisteredPrompt | undefined {
-    return this.#prompts.get(name)
   }
 
   get size (): number {

@@ -2,6 +2,7 @@ import type { Annotations, Icon, ReadResourceResult, Resource, ResourceTemplate 
 import { RpcError, RpcFailure } from './protocol.js'
 import { UriTemplate } from './uri-template.js'
 import type { CompletionFunction, McpRequestContext } from './completion.js'
+import { checkIcons } from './tools.js'
 
 export type { ReadResourceResult, Resource, ResourceTemplate } from '@modelcontextprotocol/sdk/types.js'
 
@@ -58,8 +59,10 @@ export interface RegisteredTemplate {
 /** What serves a URI: a plain resource, or a template with the variables it matched. */
 type Resolved = { reader: ResourceReader, variables?: undefined, template?: undefined } | { reader?: undefined, variables: Record<string, string>, template: RegisteredTemplate }
 
-function checkMetadata (def: ResourceMetadata, kind: string, id: string): void {
+/** Checks what resources and templates share; returns the icons as listed. */
+function checkMetadata (def: ResourceMetadata, kind: string, id: string): Icon[] | undefined {
   if (typeof def.name !== 'string' || def.name === '') throw new Error(`mcp: ${kind} ${JSON.stringify(id)} needs a name`)
+  return checkIcons(def.icons, `${kind} "${id}"`)
 }
 
 /** The resource registry: plain resources and templates, one per server, listed in registration order. */
@@ -73,10 +76,10 @@ export class ResourceRegistry {
     if (def === null || typeof def !== 'object') throw new Error('mcp: a resource needs a definition object')
     if (typeof def.uri !== 'string' || !URL.canParse(def.uri)) throw new Error(`mcp: resource URI ${JSON.stringify(def.uri)} is not an absolute URI`)
     if (def.uri.length > MAX_URI_LENGTH) throw new Error(`mcp: resource URI is longer than ${MAX_URI_LENGTH} characters`)
-    checkMetadata(def, 'resource', def.uri)
+    const icons = checkMetadata(def, 'resource', def.uri)
     if (this.#resources.has(def.uri)) throw new Error(`mcp: resource "${def.uri}" is already registered`)
     if (typeof reader !== 'function') throw new Error(`mcp: resource "${def.uri}" needs a reader function`)
-    const { uri, name, title, description, mimeType, icons, annotations, size } = def
+    const { uri, name, title, description, mimeType, annotations, size } = def
     const resource: Resource = {
       uri,
       name,
@@ -94,7 +97,7 @@ export class ResourceRegistry {
   registerTemplate (def: ResourceTemplateDefinition, reader: ResourceTemplateReader): void {
     if (def === null || typeof def !== 'object') throw new Error('mcp: a resource template needs a definition object')
     if (typeof def.uriTemplate !== 'string') throw new Error('mcp: a resource template needs a uriTemplate string')
-    checkMetadata(def, 'resource template', def.uriTemplate)
+    const icons = checkMetadata(def, 'resource template', def.uriTemplate)
     if (this.#templates.has(def.uriTemplate)) throw new Error(`mcp: resource template "${def.uriTemplate}" is already registered`)
     if (typeof reader !== 'function') throw new Error(`mcp: resource template "${def.uriTemplate}" needs a reader function`)
     const uriTemplate = new UriTemplate(def.uriTemplate)
@@ -103,7 +106,7 @@ export class ResourceRegistry {
       if (!uriTemplate.variables.includes(variable)) throw new Error(`mcp: resource template "${def.uriTemplate}" has no variable {${variable}} to complete`)
       if (typeof fn !== 'function') throw new Error(`mcp: resource template "${def.uriTemplate}": complete.${variable} must be a function`)
     }
-    const { name, title, description, mimeType, icons, annotations } = def
+    const { name, title, description, mimeType, annotations } = def
     const template: ResourceTemplate = {
       uriTemplate: def.uriTemplate,
       name,

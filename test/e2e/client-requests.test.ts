@@ -60,6 +60,16 @@ function clientTools (app: FastifyInstance): void {
     return { content: [{ type: 'text', text: 'logged' }] }
   })
   app.mcpTool({
+    name: 'poll_me',
+    description: 'Closes its answer stream at once, then logs and returns (SSE polling)',
+    inputSchema: z.object({})
+  }, async (_args, ctx) => {
+    ctx.closeSseStream()
+    await new Promise(resolve => setTimeout(resolve, 100))
+    ctx.mcpLog.notice('while the client polls')
+    return { content: [{ type: 'text', text: 'polled' }] }
+  })
+  app.mcpTool({
     name: 'capabilities',
     description: 'Returns what the client declared',
     inputSchema: z.object({})
@@ -159,6 +169,16 @@ for (const shared of [false, true]) {
     t.same(messages.map(m => m.level), ['debug', 'info', 'warning', 'error'])
   })
 }
+
+t.test('SSE polling with the SDK client: the server closes the answer stream, the SDK reconnects with Last-Event-ID after `retry`, and gets the log and the result', async t => {
+  const [a, b] = await replicas(t, true, { sseRetryMs: 50 })
+  const { client } = await connect(t, a, b, {})
+  const messages: Array<LoggingMessageNotification['params']> = []
+  client.setNotificationHandler(LoggingMessageNotificationSchema, n => { messages.push(n.params) })
+  const result = await client.callTool({ name: 'poll_me', arguments: {} })
+  t.equal(text(result), 'polled')
+  t.same(messages, [{ level: 'notice', data: 'while the client polls' }])
+})
 
 t.test('a client that declared nothing: the tool learns it (ClientCapabilityError), and the request is never sent', async t => {
   const [a, b] = await replicas(t, false)

@@ -216,6 +216,11 @@ t.test('get_news_sentiment asks the user to choose when given a company name, wh
   client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { ticker: 'MSFT' } }))
   t.equal((await client.callTool({ name: 'get_news_sentiment', arguments: { ticker: 'BRK' } })).isError, true)
 
+  // The client failing to answer: a tool error too, and the server keeps serving.
+  client.setRequestHandler(ElicitRequestSchema, async () => { throw new Error('no UI here') })
+  const failed = await client.callTool({ name: 'get_news_sentiment', arguments: { ticker: 'Apple' } })
+  t.equal(failed.isError, true)
+
   // A listed symbol, or one shaped like a symbol, is never asked about.
   asked.length = 0
   client.setRequestHandler(ElicitRequestSchema, async request => { asked.push(request.params); return { action: 'cancel' } })

@@ -10,6 +10,7 @@ import { MCP_HEADERS } from '../helpers/build-app.js'
 import { buildMcpApp, listenLocal, toolCall, type McpTestApp } from '../helpers/mcp-app.js'
 import { RedisServer, sharedRedis, until } from '../helpers/redis-server.js'
 import { ClientCapabilityError, ClientRequestError, type ElicitResult } from '../../plugins/mcp.js'
+import type { SharedRedis } from '../../plugins/redis.js'
 
 const issuer = await LocalIssuer.start()
 t.teardown(() => issuer.close())
@@ -47,14 +48,14 @@ function tools (app: FastifyInstance): void {
   app.mcpTool({
     name: 'sample',
     description: 'Samples once (with tools when asked)',
-    inputSchema: z.object({ tools: z.boolean().optional() })
-  }, async ({ tools }, ctx) => {
+    inputSchema: z.object({ tools: z.boolean().optional(), timeoutMs: z.number().int().optional() })
+  }, async ({ tools, timeoutMs }, ctx) => {
     try {
       const answer = await ctx.createMessage({
         messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }],
         maxTokens: 10,
         ...(tools === true && { tools: [{ name: 'lookup', inputSchema: { type: 'object' } }] })
-      })
+      }, { timeoutMs: timeoutMs ?? 5000 })
       outcomes.push(`answer: ${JSON.stringify(answer)}`)
       return { content: [{ type: 'text', text: JSON.stringify(answer) }] }
     } catch (err) {
@@ -62,6 +63,19 @@ function tools (app: FastifyInstance): void {
       return { content: [{ type: 'text', text: outcomeOf(err) }], isError: true }
     }
   })
+  app.mcpTool({
+    name: 'late_ask',
+    description: 'Returns at once, then elicits from work it left running',
+    inputSchema: z.object({})
+  }, (_args, ctx) => {
+    setImmediate(() => { ctx.elicit({ message: 'too late', requestedSchema: { type: 'object', properties: {} } }).catch((err: unknown) => outcomes.push(outcomeOf(err))) })
+    return { content: [{ type: 'text', text: 'returned' }] }
+  })
+  app.mcpTool({
+    name: 'caps',
+    description: 'What the client declared',
+    inputSchema: z.object({})
+  }, (_args, ctx) => ({ content: [{ type: 'text', text: JSON.stringify(ctx.clientCapabilities ?? null) }] }))
   app.mcpTool({
     name: 'reconnect',
     description: 'Closes its SSE stream, logs, then returns (SSE polling, SEP-1699)',
@@ -91,14 +105,15 @@ function tools (app: FastifyInstance): void {
   }))
 }
 
-interface Replica { app: McpTestApp, base: string }
+interface Replica { app: McpTestApp, base: string, link?: SharedRedis }
 
 async function replicas (t: Test, shared: boolean, options = {}): Promise<[Replica, Replica]> {
   const prefix = `clientwire${++n}:`
   const out: Replica[] = []
   for (let i = 0; i < (shared ? 2 : 1); i++) {
-    const app = await buildMcpApp(t, { ...options, ...(shared && { redis: await sharedRedis(t, redis, prefix) }) }, { issuer, tools })
-    out.push({ app, base: await listenLocal(app.app) })
+    const link = shared ? await sharedRedis(t, redis, prefix) : undefined
+    const app = await buildMcpApp(t, { ...options, ...(link !== undefined && { redis: link }) }, { issuer, tools })
+    out.push({ app, base: await listenLocal(app.app), ...(link !== undefined && { link }) })
   }
   return (shared ? out : [out[0], out[0]]) as [Replica, Replica]
 }
@@ -238,11 +253,11 @@ for (const shared of [false, true]) {
       t.same(outcomes, ['client-error -1: The client refused the request: User rejected'])
     })
 
-    t.test('URL mode: the request carries mode url, and an accept without content is fine', async t => {
+    t.test('URL mode: the request carries mode url, and an accept without content is fine (answered on the replica that waits)', async t => {
       outcomes.length = 0
       const { sse, request } = await callUntilRequest(a, session, 'ask', { url: true })
       t.match(request.params, { mode: 'url', url: 'https://example.com/login', elicitationId: 'e-1' })
-      t.same(await answer(b, session, { jsonrpc: '2.0', id: request.id, result: { action: 'accept' } }), { status: 202, body: '' })
+      t.same(await answer(a, session, { jsonrpc: '2.0', id: request.id, result: { action: 'accept' } }), { status: 202, body: '' })
       await sse.message()
       t.same(outcomes, ['answer: {"action":"accept"}'])
     })
@@ -264,6 +279,7 @@ for (const shared of [false, true]) {
       t.equal(res.status, 202)
       await until('the tool is released', () => outcomes.length === 1)
       t.same(outcomes, ['cancelled: The call was cancelled before the client answered elicitation/create.'])
+      t.same(await sse.message(), { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: request.id, reason: 'The call was cancelled before the client answered elicitation/create.' } }, 'the client is told its request is void')
       t.same(await answer(b, session, { jsonrpc: '2.0', id: request.id, result: { action: 'cancel' } }), { status: 400, body: JSON.stringify(UNKNOWN(request.id)) })
       await sse.cancel()
     })
@@ -292,6 +308,16 @@ for (const shared of [false, true]) {
       t.equal((await answer(b, sampler, { jsonrpc: '2.0', id: request.id, result })).status, 202)
       await sse.message()
       t.match(outcomes, [/^invalid-result: .*a sampling result needs role, content and model/, `answer: ${JSON.stringify(result)}`])
+    })
+
+    t.test('requests a tool cannot make: after its answer, or with a timeout that is no positive integer', async t => {
+      outcomes.length = 0
+      const late = await post(a, toolCall('late_ask', {}), session)
+      t.match(await late.json(), { result: { content: [{ text: 'returned' }] } })
+      await until('the late request is refused', () => outcomes.length === 1)
+      const zero = await post(a, toolCall('ask', { timeoutMs: 0 }), session)
+      t.match(await zero.json(), { result: { isError: true } })
+      t.same(outcomes, ['cancelled: The call ended before elicitation/create could be sent.', 'other: mcp: timeoutMs must be a positive integer'])
     })
 
     t.test('capabilities the client did not declare: nothing is sent', async t => {
@@ -326,6 +352,8 @@ for (const shared of [false, true]) {
     const [g1, g2] = streams as [SseReader, SseReader]
     a.app.app.mcpNotify(s1, { method: 'notifications/resources/updated', params: { uri: 'news://x' } })
     t.same(await g1.message(), { jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri: 'news://x' } })
+    b.app.app.mcpNotify(s1, { method: 'notifications/resources/updated', params: { uri: 'news://y' } })
+    t.same(await g1.message(), { jsonrpc: '2.0', method: 'notifications/resources/updated', params: { uri: 'news://y' } }, 'from the replica that holds the stream')
     a.app.app.mcpBroadcast({ method: 'notifications/tools/list_changed' })
     t.same(await g1.message(), { jsonrpc: '2.0', method: 'notifications/tools/list_changed' })
     t.same(await g2.message(), { jsonrpc: '2.0', method: 'notifications/tools/list_changed' })
@@ -362,6 +390,28 @@ for (const shared of [false, true]) {
   })
 }
 
+t.test('shared storage failing on the replica: the request is not sent, an answer is 503, a level is -32603; the replica keeps serving', async t => {
+  const [a, b] = await replicas(t, true)
+  const session = await open(a, { elicitation: {} })
+  await (await post(a, toolCall('caps', {}), session)).text()
+  const link = a.link as SharedRedis
+  link.client.disconnect()
+  await until('A\'s command link is down', () => !link.available)
+  outcomes.length = 0
+  const res = await post(a, toolCall('ask', {}), session)
+  t.match(await res.json(), { result: { isError: true } })
+  t.same(outcomes, ['unavailable: The request to the client could not be sent: shared storage is unavailable; try again shortly.'])
+  const stray = await post(a, { jsonrpc: '2.0', id: 's-abc', result: { action: 'cancel' } }, session)
+  t.equal(stray.status, 503)
+  t.equal(stray.headers.get('retry-after'), '5')
+  t.same(await stray.json(), { jsonrpc: '2.0', id: null, error: { code: -32000, message: 'Service Unavailable: shared storage is unavailable; send the answer again shortly' } })
+  const level = await post(a, { jsonrpc: '2.0', id: 8, method: 'logging/setLevel', params: { level: 'debug' } }, session)
+  t.same(await level.json(), { jsonrpc: '2.0', id: 8, error: { code: -32603, message: 'Internal error: the level could not be stored; retry shortly' } })
+  const ping = await post(a, { jsonrpc: '2.0', id: 9, method: 'ping' }, session)
+  t.same(await ping.json(), { jsonrpc: '2.0', id: 9, result: {} }, 'still serving')
+  t.equal((await post(b, { jsonrpc: '2.0', id: 10, method: 'ping' }, session)).status, 200, 'and B is unaffected')
+})
+
 t.test('clients before 2025-11-25: no retry field, and the stream is not closed early', async t => {
   const [a] = await replicas(t, false)
   const session = await open(a, {}, '2025-06-18')
@@ -377,6 +427,8 @@ t.test('clients before 2025-11-25: no retry field, and the stream is not closed 
 
 t.test('stateless: no requests to the client (no session to answer in), logging/setLevel answers {}', async t => {
   const [a] = await replicas(t, false, { stateless: true })
+  const caps = await post(a, toolCall('caps', {}))
+  t.match(await caps.json(), { result: { content: [{ text: 'null' }] } }, 'no session, no capabilities')
   outcomes.length = 0
   const res = await post(a, toolCall('ask', {}))
   t.match(await res.json(), { result: { isError: true } })

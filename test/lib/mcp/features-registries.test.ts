@@ -98,7 +98,8 @@ t.test('prompt registry: definitions are checked, listed with title and icons, a
     [{ name: 'x' }, 'not a function', /handler function/],
     [{ name: 'x', arguments: [{ name: '' }] }, () => ({ messages: [] }), /without a name/],
     [{ name: 'x', arguments: [{ name: 'a' }, { name: 'a' }] }, () => ({ messages: [] }), /twice/],
-    [{ name: 'x', arguments: [{ name: 'a', complete: 'no' }] }, () => ({ messages: [] }), /complete must be a function/]
+    [{ name: 'x', arguments: [{ name: 'a', complete: 'no' }] }, () => ({ messages: [] }), /complete must be a function/],
+    [{ name: 'x', icons: [{ src: 'javascript:alert(1)' }] }, () => ({ messages: [] }), /^mcp: prompt "x" icons \[0\] src must be/]
   ]
   for (const [def, handler, message] of bad) t.throws(() => prompts.register(def as never, handler as never), message)
 })
@@ -140,7 +141,9 @@ t.test('resource registry: plain resources before templates, -32002 for anything
     [() => resources.registerTemplate({ uriTemplate: 'test://item/{id}', name: 'x' }, () => ({ contents: [] })), /already registered/],
     [() => resources.registerTemplate({ uriTemplate: 'test://t/{id}', name: 'x' }, 'no' as never), /reader function/],
     [() => resources.registerTemplate({ uriTemplate: 'test://t/{id}', name: 'x', complete: { other: () => [] } }, () => ({ contents: [] })), /no variable \{other\}/],
-    [() => resources.registerTemplate({ uriTemplate: 'test://t/{id}', name: 'x', complete: { id: 'no' as never } }, () => ({ contents: [] })), /must be a function/]
+    [() => resources.registerTemplate({ uriTemplate: 'test://t/{id}', name: 'x', complete: { id: 'no' as never } }, () => ({ contents: [] })), /must be a function/],
+    [() => resources.register({ uri: 'test://i', name: 'i', icons: [{ src: 'file:///etc/x.png' }] }, () => ({ contents: [] })), /^mcp: resource "test:\/\/i" icons \[0\] src/],
+    [() => resources.registerTemplate({ uriTemplate: 'test://i/{x}', name: 'i', icons: 'no' as never }, () => ({ contents: [] })), /^mcp: resource template "test:\/\/i\/\{x\}" icons must be an array/]
   ]
   for (const [fn, message] of bad) t.throws(fn, message)
 

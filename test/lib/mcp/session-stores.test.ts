@@ -43,6 +43,18 @@ t.before(async () => { server = await RedisServer.start(t) })
 
 for (const [name, make] of [['MemorySessionStore', memory], ['RedisSessionStore', redis]] as Array<[string, Factory]>) {
   t.test(name, async t => {
+    t.test('the client\'s capabilities and its log level are kept with the session', async t => {
+      const { sessions } = await make(t)
+      const s = await sessions.create(ALICE, '2025-11-25', undefined, 5)
+      t.equal(s.clientCapabilities, 5)
+      t.equal(s.logLevel, undefined, 'no level until the client sets one')
+      await sessions.setLogLevel(s.id, 3)
+      t.equal((await sessions.use(s.id, ALICE))?.logLevel, 3)
+      await sessions.setLogLevel('unknown', 2)
+      t.equal(sessions.get('unknown'), undefined, 'a level for no session makes none')
+      t.equal((await sessions.create(ALICE, 'v', undefined)).clientCapabilities, 0)
+    })
+
     t.test('a session is found by its owner only, and another owner does not keep it alive', async t => {
       const { sessions } = await make(t, { idleTtlMs: 400 })
       const s = await sessions.create(ALICE, '2025-06-18', { name: 'c', version: '1' })
@@ -172,6 +184,26 @@ t.test('RedisSessionStore across replicas', async t => {
     t.equal(await a.sessions.use(s.id, ALICE), undefined)
   })
 
+  t.test('the log level set on A is known on B: at once for its copy, from Redis for a new one or one it could not trust', async t => {
+    const [a, b] = await replicas(t, { idleTtlMs: 600 })
+    const s = await a.sessions.create(ALICE, '2025-11-25', undefined, 4)
+    const onB = await b.sessions.use(s.id, ALICE) as McpSession
+    t.equal(onB.clientCapabilities, 4)
+    t.equal(onB.logLevel, undefined)
+    await a.sessions.setLogLevel(s.id, 6)
+    await until('B\'s copy follows', () => onB.logLevel === 6)
+    const link = await sharedRedis(t, server, 'unused:')
+    const prefix = `replicas${n}:`
+    // Changed behind B's back (no message): B's copy learns it when it asks Redis again, once it no longer trusts it.
+    await link.client.hset(`${prefix}session:${s.id}`, 'll', '1')
+    for (let i = 0; i < 8; i++) { // A keeps the session alive meanwhile
+      await a.sessions.use(s.id, ALICE)
+      await sleep(80)
+    }
+    t.equal(await b.sessions.use(s.id, ALICE), onB)
+    t.equal(onB.logLevel, 1)
+  })
+
   t.test('the caps hold across replicas, and an eviction on A ends the copy on B', async t => {
     const [a, b] = await replicas(t, { maxSessionsPerSubject: 2, maxSessions: 3 })
     const first = await a.sessions.create(ALICE, 'v', undefined)
@@ -208,6 +240,7 @@ t.test('RedisSessionStore across replicas', async t => {
     t.equal((refused as SessionStoreUnavailableError).retryAfterSec, 3)
     await t.rejects(async () => await sessions.create(ALICE, 'v', undefined), SessionStoreUnavailableError)
     await t.rejects(async () => await sessions.end(s.id, 'deleted'), SessionStoreUnavailableError)
+    await t.rejects(async () => await sessions.setLogLevel(s.id, 2), SessionStoreUnavailableError)
     await own.start()
     await until('reconnected and subscribed', () => sessions.listening && link.available)
     t.equal(await sessions.use(s.id, ALICE), s, 'the session acknowledged before the outage is still valid')

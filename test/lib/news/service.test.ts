@@ -369,3 +369,29 @@ t.test('a daily-limit hold set by another replica stops this one\'s calls too (i
   await t.rejects(b.service.query({ tickers: ['MSFT'] }), { name: 'AlphaVantageError', kind: 'daily_limit', message: /next try is at 12:30:00 UTC/ })
   t.equal(b.client.calls.length, 0, 'the other replica did not call')
 })
+
+t.test('onStored: told of each fresh answer fetched and stored here, not of cache hits; a failing listener breaks nothing', async t => {
+  const errors: unknown[] = []
+  const { service, client } = harness({ log: { warn: () => {}, error: (...args: unknown[]) => { errors.push(args) } } as unknown as FastifyBaseLogger })
+  const stored: Array<[NewsQuery, string]> = []
+  const stop = service.onStored((query, key) => { stored.push([query, key]) })
+  service.onStored(() => { throw new Error('listener bug') })
+  const first = await service.query(AAPL)
+  await service.query(AAPL)
+  t.same(stored, [[AAPL, cacheKey(AAPL)]], 'once: the second answer came from the cache')
+  t.equal(first.cached, false, 'the failing listener did not fail the answer')
+  t.equal(errors.length, 1)
+  stop()
+  stop()
+  await service.query({ ...AAPL, tickers: ['MSFT'] })
+  t.equal(stored.length, 1, 'stopped')
+  t.equal(client.calls.length, 2)
+})
+
+t.test('a retry is told to the caller\'s MCP log', async t => {
+  const { service, client } = harness()
+  client.answers = [unavailable(), feed()]
+  const told: unknown[] = []
+  await service.query(AAPL, { mcpLog: { warning: (data, logger) => { told.push([data, logger]) } } })
+  t.same(told, [[{ message: 'Alpha Vantage failed (Alpha Vantage is unavailable (HTTP 503); try again shortly.); retrying (attempt 2 of 3)' }, 'news']])
+})
