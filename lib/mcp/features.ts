@@ -170,7 +170,7 @@ export function installFeatures (fastify: FastifyInstance, protocol: McpProtocol
   fastify.decorate('mcpResourceUpdated', async function mcpResourceUpdated (uri: string) {
     try {
       const sessions = await subscriptions.subscribers(uri)
-      // MCP resources "Subscriptions": notifications/resources/updated carries the URI (2025-06-18 adds no other field but title).
+      // MCP resources "Subscriptions": notifications/resources/updated names the URI; the client reads it again if it wants the contents.
       for (const sessionId of sessions) fastify.mcpNotify(sessionId, { method: 'notifications/resources/updated', params: { uri } })
       /* c8 ignore next 3 -- Redis unavailable while an update is raised: logged, the caller is not failed */
     } catch (err) {

@@ -206,6 +206,8 @@ class ToolCallContext implements ToolContext {
     this.#needs(ClientCapabilityBit.Sampling, 'sampling')
     // MCP 2025-11-25 client "Sampling": tools in a request need the client's sampling.tools capability.
     if (params.tools !== undefined || params.toolChoice !== undefined) this.#needs(ClientCapabilityBit.SamplingTools, 'tool use in sampling')
+    // …and includeContext other than "none" its sampling.context capability.
+    if (params.includeContext !== undefined && params.includeContext !== 'none') this.#needs(ClientCapabilityBit.SamplingContext, 'context inclusion in sampling')
     return await (this.scope.peer as ClientPeer).request('sampling/createMessage', params as Record<string, unknown>, options?.timeoutMs) as CreateMessageResult
   }
 

@@ -6,7 +6,7 @@ import t, { type Test } from 'tap'
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import {
-  ElicitRequestSchema, LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema, PromptListChangedNotificationSchema,
+  ElicitRequestSchema, LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema, PromptListChangedNotificationSchema, ResourceListChangedNotificationSchema,
   type ClientCapabilities, type LoggingMessageNotification
 } from '@modelcontextprotocol/sdk/types.js'
 import { buildApp, type TestContext } from '../helpers/build-app.js'
@@ -137,6 +137,14 @@ t.test('the client follows nextCursor through every page, and hears of a prompt 
     cursor = page.nextCursor
   } while (cursor !== undefined)
   t.equal(all.at(-1), 'late')
+
+  // The same for a resource and a template.
+  let resourceLists = 0
+  const twice = new Promise<void>(resolve => client.setNotificationHandler(ResourceListChangedNotificationSchema, () => { if (++resourceLists === 2) resolve() }))
+  app.app.mcpResource({ uri: 'test://late', name: 'late' }, uri => ({ contents: [{ uri, text: 'late' }] }))
+  app.app.mcpResourceTemplate({ uriTemplate: 'test://late/{x}', name: 'late-template' }, uri => ({ contents: [{ uri, text: 'late' }] }))
+  await twice
+  t.same((await client.readResource({ uri: 'test://late/1' })).contents, [{ uri: 'test://late/1', text: 'late' }])
 })
 
 t.test('subscribeResource: a fresh answer for the ticker notifies the subscriber; unsubscribed, it does not', async t => {

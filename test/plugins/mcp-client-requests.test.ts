@@ -48,12 +48,13 @@ function tools (app: FastifyInstance): void {
   app.mcpTool({
     name: 'sample',
     description: 'Samples once (with tools when asked)',
-    inputSchema: z.object({ tools: z.boolean().optional(), timeoutMs: z.number().int().optional() })
-  }, async ({ tools, timeoutMs }, ctx) => {
+    inputSchema: z.object({ tools: z.boolean().optional(), timeoutMs: z.number().int().optional(), context: z.enum(['none', 'thisServer']).optional() })
+  }, async ({ tools, timeoutMs, context }, ctx) => {
     try {
       const answer = await ctx.createMessage({
         messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }],
         maxTokens: 10,
+        ...(context !== undefined && { includeContext: context }),
         ...(tools === true && { tools: [{ name: 'lookup', inputSchema: { type: 'object' } }] })
       }, { timeoutMs: timeoutMs ?? 5000 })
       outcomes.push(`answer: ${JSON.stringify(answer)}`)
@@ -76,6 +77,15 @@ function tools (app: FastifyInstance): void {
     description: 'What the client declared',
     inputSchema: z.object({})
   }, (_args, ctx) => ({ content: [{ type: 'text', text: JSON.stringify(ctx.clientCapabilities ?? null) }] }))
+  app.mcpTool({
+    name: 'close_then_ask',
+    description: 'Closes its SSE stream, then elicits: the request waits in the event store for the client\'s GET',
+    inputSchema: z.object({})
+  }, async (_args, ctx) => {
+    ctx.closeSseStream()
+    const answer = await ctx.elicit({ message: 'Still there?', requestedSchema: { type: 'object', properties: {} } })
+    return { content: [{ type: 'text', text: answer.action }] }
+  })
   app.mcpTool({
     name: 'reconnect',
     description: 'Closes its SSE stream, logs, then returns (SSE polling, SEP-1699)',
@@ -330,11 +340,18 @@ for (const shared of [false, true]) {
       }
       const sampler = await open(a, { sampling: {} })
       await (await post(a, toolCall('sample', { tools: true }), sampler)).text()
+      await (await post(a, toolCall('sample', { context: 'thisServer' }), sampler)).text()
       t.same(outcomes, [
         'capability: The client does not support URL-mode elicitation; ask the user directly in your answer instead.',
         'capability: The client does not support sampling; ask the user directly in your answer instead.',
-        'capability: The client does not support tool use in sampling; ask the user directly in your answer instead.'
+        'capability: The client does not support tool use in sampling; ask the user directly in your answer instead.',
+        'capability: The client does not support context inclusion in sampling; ask the user directly in your answer instead.'
       ])
+      // includeContext "none" needs nothing beyond sampling.
+      const { sse, request } = await callUntilRequest(a, sampler, 'sample', { context: 'none' })
+      t.equal(request.params.includeContext, 'none')
+      t.equal((await answer(b, sampler, { jsonrpc: '2.0', id: request.id, result: { role: 'assistant', content: { type: 'text', text: 'ok' }, model: 'm' } })).status, 202)
+      await sse.message()
     })
   })
 
@@ -387,6 +404,17 @@ for (const shared of [false, true]) {
     t.match(await resumed.next(), { id: /-1$/, data: /"notifications\/message".*"after the close"/ })
     t.match(await resumed.next(), { id: /-2$/, data: /"id":1,"result":\{"content":\[\{"type":"text","text":"reconnected"/ })
     t.equal(await resumed.next(), undefined, 'the resumed stream ends with the response')
+
+    // A request to the client made after the close reaches it through the resumed stream, and its answer the tool.
+    const asker = await open(a, { elicitation: {} })
+    const closed = new SseReader(await post(a, toolCall('close_then_ask', {}, 2), asker))
+    const start = await closed.next() as SseEvent
+    t.equal(await closed.next(), undefined)
+    const polled = new SseReader(await fetch(`${b.base}/mcp`, { headers: { accept: 'text/event-stream', authorization: `Bearer ${a.app.token}`, 'mcp-session-id': asker, 'last-event-id': start.id as string } }))
+    const request = await polled.message()
+    t.match(request, { method: 'elicitation/create', params: { message: 'Still there?' } })
+    t.equal((await answer(b, asker, { jsonrpc: '2.0', id: request.id, result: { action: 'decline' } })).status, 202)
+    t.match(await polled.message(), { id: 2, result: { content: [{ text: 'decline' }] } })
   })
 }
 

@@ -204,10 +204,23 @@ t.test('RedisSessionStore across replicas', async t => {
     t.equal(onB.logLevel, 1)
   })
 
+  t.test('an idle session in Redis, with the largest clientInfo, its capabilities and a level, stays under 1 KB', async t => {
+    const [a] = await replicas(t)
+    const long = 'x'.repeat(64)
+    const s = await a.sessions.create(sessionOwner(`user:${long}`, long), '2025-11-25', { name: long, version: long }, 127)
+    await a.sessions.setLogLevel(s.id, 7)
+    const link = await sharedRedis(t, server, 'unused:')
+    const bytes = await link.client.memory('USAGE', `replicas${n}:session:${s.id}`) as number
+    t.comment(`Redis hash of one session: ${bytes} B`)
+    t.ok(bytes < 1024, `${bytes} B`)
+  })
+
   t.test('the caps hold across replicas, and an eviction on A ends the copy on B', async t => {
     const [a, b] = await replicas(t, { maxSessionsPerSubject: 2, maxSessions: 3 })
     const first = await a.sessions.create(ALICE, 'v', undefined)
     await b.sessions.use(first.id, ALICE)
+    // Last use is kept to the millisecond: two in the same one would tie, and the eviction pick either.
+    await sleep(5)
     await b.sessions.create(ALICE, 'v', undefined)
     await a.sessions.create(ALICE, 'v', undefined)
     await until('B learns of the eviction', () => b.ended.length === 1)
