@@ -57,11 +57,11 @@ t.test('one line per MCP request, with what an operator follows a session or a c
   t.same(outcomes, [['error', -32602], ['error', -32602]], 'JSON-RPC errors say so, with their code')
 
   ctx.logs.length = 0
-  // A JSON-RPC response from the client: accepted (202) with nothing to answer.
-  const accepted = await ctx.app.inject({ method: 'POST', url: '/mcp', headers: { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }, payload: { jsonrpc: '2.0', id: 9, result: {} } })
-  t.equal(accepted.statusCode, 202)
+  // A JSON-RPC response to a request this server never sent: refused (400), and logged so.
+  const stray = await ctx.app.inject({ method: 'POST', url: '/mcp', headers: { ...MCP_HEADERS, authorization: `Bearer ${ctx.token}`, 'mcp-session-id': session, 'mcp-protocol-version': '2025-06-18' }, payload: { jsonrpc: '2.0', id: 9, result: {} } })
+  t.equal(stray.statusCode, 400)
   await new Promise(resolve => setImmediate(resolve))
-  t.equal(parse(ctx.logs).find(l => l.msg === 'request completed')?.mcp?.outcome, 'ok')
+  t.equal(parse(ctx.logs).find(l => l.msg === 'request completed')?.mcp?.outcome, 'refused')
 
   ctx.logs.length = 0
   const refused = await ctx.app.inject({ method: 'POST', url: '/mcp', headers: MCP_HEADERS, payload: { jsonrpc: '2.0', id: 1, method: 'tools/list' } })
