@@ -158,7 +158,7 @@ export interface McpPluginOptions {
    */
   sseRetryMs?: number
   /**
-   * Items per page of prompts/list, resources/list and
+   * Items per page of tools/list, prompts/list, resources/list and
    * resources/templates/list; a longer list carries a `nextCursor`.
    * @default 50
    * @error mcp: "pageSize" must be a positive integer
