@@ -630,15 +630,15 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   }
 
   async function answer (request: FastifyRequest, reply: FastifyReply, msg: JsonRpcRequest, session: McpSession | undefined, protocolVersion: string): Promise<void> {
-    const scope: DispatchScope = {
-      auth: request.auth,
-      sessionId: session?.id,
-      protocolVersion,
-      log: request.log,
-      signal: NEVER_ABORTED,
-      notify: undefined
-    }
     if (msg.method !== 'tools/call') {
+      const scope: DispatchScope = {
+        auth: request.auth,
+        sessionId: session?.id,
+        protocolVersion,
+        log: request.log,
+        signal: NEVER_ABORTED,
+        notify: undefined
+      }
       const response = await protocol.handle(msg, scope)
       if (mcpRequestChannel.hasSubscribers) mcpRequestChannel.publish(mcpRequestMessage(request, msg, response, registry))
       await sendResponse(reply, response)
@@ -656,7 +656,7 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     // (post() has checked that the client accepts SSE).
     const call = new RunningCall(reply.raw)
     if (session !== undefined) (session.inflight ??= new Map()).set(msg.id, call)
-    const callScope = new CallScope(request.auth, scope.sessionId, protocolVersion, request.log, call, reply, session, callTransport)
+    const callScope = new CallScope(request.auth, session?.id, protocolVersion, request.log, call, reply, session, callTransport)
     try {
       const response = await protocol.handle(msg, callScope)
       callScope.answered = true
