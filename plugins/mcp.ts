@@ -1036,7 +1036,6 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
   async function del (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     if (checkProtocolVersion(request, reply) === false) return
     const found = sessionFor(request, reply)
-    /* c8 ignore next -- not yet covered: DELETE of a session this replica has no copy of (asked of Redis) */
     const session = found instanceof Promise ? await found : found
     if (session === undefined) return
     try {

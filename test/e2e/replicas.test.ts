@@ -149,3 +149,19 @@ t.test('Redis failing between the session check and the deletion: 503, and the s
   await until('reconnected', () => a.ctx.app.redis.available)
   t.equal((await post(a, token, PING, session)).status, 200, 'the session was not deleted')
 })
+
+t.test('DELETE on a replica that never saw the session asks Redis, ends it, and it is 404 everywhere', async t => {
+  const redis = await RedisServer.start(t)
+  const [a, b] = await replicas(t, redis)
+  const token = await issuer.token({ claims: { sub: 'deleter' } })
+  const opened = await post(a, token, initializeBody())
+  t.equal(opened.status, 200)
+  const session = opened.headers.get('mcp-session-id') as string
+  t.equal(b.ctx.app.mcpSessions.get(session), undefined, 'B holds no copy of it')
+  const del = await fetch(`${b.base}/mcp`, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'mcp-session-id': session } })
+  t.equal(del.status, 200, 'DELETE on B')
+  await until('A dropped its copy', () => a.ctx.app.mcpSessions.get(session) === undefined)
+  t.equal((await post(a, token, PING, session)).status, 404, 'gone on A')
+  const again = await fetch(`${b.base}/mcp`, { method: 'DELETE', headers: { authorization: `Bearer ${token}`, 'mcp-session-id': session } })
+  t.equal(again.status, 404, 'a second DELETE finds nothing')
+})
