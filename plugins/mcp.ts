@@ -1101,6 +1101,9 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
 
   fastify.decorate('mcpSessions', sessions)
   fastify.decorate('mcpToolList', () => registry.list().tools)
+  /** Registrations after this announce themselves (list_changed). */
+  let serving = false
+  fastify.addHook('onReady', async () => { serving = true })
   fastify.decorate('mcpTool', function mcpTool (definition, handler) {
     if (!opts.auth && Array.isArray(definition?.scopes) && definition.scopes.length > 0) {
       throw new Error(`mcp: tool "${definition.name}" declares scopes, but the endpoint runs without auth (auth: false)`)
@@ -1113,8 +1116,6 @@ async function mcpPlugin (fastify: FastifyInstance, options: McpPluginOptions): 
     // A tool registered once the server serves changes the list clients hold (MCP tools "List Changed Notification").
     if (serving) fastify.mcpBroadcast({ method: 'notifications/tools/list_changed' })
   } as FastifyInstance['mcpTool'])
-  let serving = false
-  fastify.addHook('onReady', async () => { serving = true })
 
   const onRequest = opts.auth ? [checkOrigin, fastify.authenticate] : [checkOrigin]
   const paths = slashVariants(fastify, [opts.path])

@@ -11,6 +11,7 @@ import { buildMcpApp, listenLocal, toolCall, type McpTestApp } from '../helpers/
 import { RedisServer, sharedRedis, until } from '../helpers/redis-server.js'
 import { ClientCapabilityError, ClientRequestError, type ElicitResult } from '../../plugins/mcp.js'
 import type { SharedRedis } from '../../plugins/redis.js'
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js'
 
 const issuer = await LocalIssuer.start()
 t.teardown(() => issuer.close())
@@ -27,6 +28,18 @@ function outcomeOf (err: unknown): string {
   return `other: ${(err as Error).message}`
 }
 
+/** A client's answer, recorded and handed back as the tool's text. */
+function recorded (value: unknown): CallToolResult {
+  outcomes.push(`answer: ${JSON.stringify(value)}`)
+  return { content: [{ type: 'text', text: JSON.stringify(value) }] }
+}
+
+/** A failed request to the client, recorded and reported as a tool error. */
+function failed (err: unknown): CallToolResult {
+  outcomes.push(outcomeOf(err))
+  return { content: [{ type: 'text', text: outcomeOf(err) }], isError: true }
+}
+
 function tools (app: FastifyInstance): void {
   app.mcpTool({
     name: 'ask',
@@ -38,11 +51,9 @@ function tools (app: FastifyInstance): void {
         ? { mode: 'url' as const, message: 'Sign in', url: 'https://example.com/login', elicitationId: 'e-1' }
         : { message: 'Name?', requestedSchema: { type: 'object' as const, properties: { name: { type: 'string' as const } } } }
       const answer: ElicitResult = await ctx.elicit(params, timeoutMs === undefined ? undefined : { timeoutMs })
-      outcomes.push(`answer: ${JSON.stringify(answer)}`)
-      return { content: [{ type: 'text', text: JSON.stringify(answer) }] }
+      return recorded(answer)
     } catch (err) {
-      outcomes.push(outcomeOf(err))
-      return { content: [{ type: 'text', text: outcomeOf(err) }], isError: true }
+      return failed(err)
     }
   })
   app.mcpTool({
@@ -57,11 +68,9 @@ function tools (app: FastifyInstance): void {
         ...(context !== undefined && { includeContext: context }),
         ...(tools === true && { tools: [{ name: 'lookup', inputSchema: { type: 'object' } }] })
       }, { timeoutMs: timeoutMs ?? 5000 })
-      outcomes.push(`answer: ${JSON.stringify(answer)}`)
-      return { content: [{ type: 'text', text: JSON.stringify(answer) }] }
+      return recorded(answer)
     } catch (err) {
-      outcomes.push(outcomeOf(err))
-      return { content: [{ type: 'text', text: outcomeOf(err) }], isError: true }
+      return failed(err)
     }
   })
   app.mcpTool({
